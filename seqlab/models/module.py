@@ -1,0 +1,112 @@
+"""The LightningModule: built from the datamodule's metadata plus the plain model config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from seqlab.data.collate import IGNORE_INDEX
+from seqlab.errors import ConfigError
+from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
+
+POOLINGS = ("last", "max", "mean")
+
+
+def _check(cfg: dict[str, Any]) -> None:
+    for key in ("embedding_dim", "hidden_size", "num_layers"):
+        v = cfg[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"model.{key} must be a positive integer, got {v!r}.")
+    if not 0.0 <= float(cfg["dropout"]) < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg['dropout']!r}.")
+    for key, allowed in (("backend", tuple(BACKENDS)), ("path", PATHS), ("pooling", POOLINGS)):
+        if cfg[key] not in allowed:
+            raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}.")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def pool(outputs: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, T, F) outputs -> (B, F), padding masked out: `last` final states, `max` or `mean` over real steps."""
+    if how == "last":
+        return final
+    mask = (torch.arange(outputs.size(1), device=outputs.device)[None, :] < lengths.to(outputs.device)[:, None])
+    mask = mask.unsqueeze(-1)
+    if how == "max":
+        return outputs.masked_fill(~mask, float("-inf")).amax(dim=1)
+    return (outputs * mask).sum(dim=1) / lengths.to(outputs.device).unsqueeze(1).to(outputs.dtype)
+
+
+class SeqModel(pl.LightningModule):
+    """Embedding -> (bi)LSTM -> linear head: one label per sequence (classification) or per token (tagging)."""
+
+    def __init__(self, metadata: dict[str, Any], embedding_dim: int = 100, hidden_size: int = 128,
+                 num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.5, pooling: str = "last",
+                 backend: str = "torch", path: str = "auto", optimizer: dict[str, Any] | None = None):
+        super().__init__()
+        # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
+        metadata, optimizer = _plain(metadata), _plain(optimizer)
+        self.save_hyperparameters()
+        _check(self.hparams)
+        self.task = metadata["task"]
+        self.label_names = list(metadata["labels"])
+        n = len(self.label_names)
+        self.encoder = LSTMEncoder(metadata["vocab_size"], metadata["pad_index"], embedding_dim, hidden_size,
+                                   num_layers, bidirectional, dropout, backend, path)
+        self.head_dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.output_size, n)
+        self.loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        acc = torchmetrics.Accuracy(task="multiclass", num_classes=n, ignore_index=IGNORE_INDEX)
+        self.metrics = nn.ModuleDict({f"{s}_acc": acc.clone() for s in ("train", "val", "test")})
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T), lengths (B,) -> logits (B, C) for classification or (B, T, C) for tagging."""
+        outputs, final = self.encoder(tokens, lengths)
+        features = outputs if self.task == "tagging" else pool(outputs, final, lengths, self.hparams.pooling)
+        return self.head(self.head_dropout(features))
+
+    def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
+        logits = self(batch["tokens"], batch["lengths"])
+        labels = batch["labels"]
+        loss = self.loss(logits.reshape(-1, logits.size(-1)), labels.reshape(-1))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{split} loss is {loss.item()}; lower the learning rate or clip gradients.")
+        preds = logits.argmax(-1)
+        metric = self.metrics[f"{split}_acc"]
+        metric(preds, labels)
+        on_step = split == "train"
+        bs = int(batch["lengths"].numel())
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
+                 sync_dist=not on_step)
+        self.log(f"{split}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_fit_start(self) -> None:
+        if self.logger is not None:
+            self.logger.log_metrics({"num_parameters": float(self.num_parameters)}, step=0)
+
+    def configure_optimizers(self):
+        spec = dict(self.hparams.optimizer or {"_target_": "torch.optim.Adam", "lr": 1e-3})
+        spec["_partial_"] = True
+        return instantiate(spec)(params=self.parameters())

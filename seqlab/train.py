@@ -1,0 +1,88 @@
+"""train(cfg) -> metrics: fit on train, select on val, test the best checkpoint, write metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from seqlab.data.cache import atomic_write_text
+
+log = logging.getLogger(__name__)
+MONITOR = "val/acc"
+
+
+def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
+    """(run directory, run name for TensorBoard, command-line overrides)."""
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        out = cfg.paths.output_dir or hc.runtime.output_dir
+        return Path(out), hc.job.override_dirname or "defaults", list(hc.overrides.task)
+    if not cfg.paths.output_dir:
+        raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
+    return Path(cfg.paths.output_dir), "defaults", []
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    for key in ("root", "train_file", "val_file", "test_file"):
+        if data_cfg.get(key):
+            data_cfg[key] = to_absolute_path(str(Path(data_cfg[key]).expanduser()))
+    return instantiate(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
+                       seed=cfg.seed)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
+    start = time.time()
+    run_dir, run_name, overrides = _run_identity(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.flush_denormal:
+        torch.set_flush_denormal(True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup()
+    model = instantiate(cfg.model, metadata=dm.metadata, _recursive_=False)
+    log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
+
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max", save_last=True,
+                           filename="best-epoch{epoch:02d}-acc{val/acc:.4f}", auto_insert_metric_name=False)
+    callbacks: list[pl.Callback] = [ckpt]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
+                                      use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    best, last = ckpt.best_model_path or None, ckpt.last_model_path or None  # test() reloads callback state
+    test_results = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=True)[0]
+
+    metrics: dict[str, Any] = {
+        "val_acc": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        **{k.replace("/", "_"): float(v) for k, v in test_results.items()},
+        "best_checkpoint": best,
+        "last_checkpoint": last,
+        "epochs": trainer.current_epoch,
+        "num_parameters": model.num_parameters,
+        "wall_time_s": round(time.time() - start, 2),
+        "overrides": overrides,
+        "run_dir": str(run_dir),
+    }
+    if trainer.is_global_zero:
+        atomic_write_text(json.dumps(metrics, indent=2) + "\n", run_dir / "metrics.json")
+        log.info("Metrics: %s", json.dumps({k: metrics[k] for k in ("val_acc", "test_acc", "wall_time_s")}))
+    return metrics
