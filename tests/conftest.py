@@ -48,3 +48,28 @@ def imdb_tree(tmp_path: Path) -> Path:
     root = tmp_path / "imdb"
     make_imdb_tree(root)
     return root
+
+
+@pytest.fixture
+def serve_dir():
+    """Start a static HTTP server on 127.0.0.1 (free port) for a directory; returns its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    servers = []
+
+    def start(directory: Path) -> str:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
