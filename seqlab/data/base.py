@@ -96,7 +96,8 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Build the cached corpus if needed (Lightning runs this on one process per node)."""
-        self._load_corpus()
+        if not self.cache_path().is_file():
+            self._load_corpus()
 
     def _load_corpus(self) -> dict[str, Any]:
         path = self.cache_path()
