@@ -11,12 +11,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.data.cache import atomic_write_text
+from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
 MONITOR = "val/acc"
@@ -33,12 +35,22 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
     return Path(cfg.paths.output_dir), "defaults", []
 
 
+def instantiate_checked(config: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate that lets seqlab's one-sentence user errors through unwrapped."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, SeqlabError):
+            raise e.__cause__ from None
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("root", "train_file", "val_file", "test_file"):
         if data_cfg.get(key):
             data_cfg[key] = to_absolute_path(str(Path(data_cfg[key]).expanduser()))
-    return instantiate(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
+    return instantiate_checked(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
                        seed=cfg.seed)
 
 
@@ -56,7 +68,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
-    model = instantiate(cfg.model, metadata=dm.metadata, _recursive_=False)
+    model = instantiate_checked(cfg.model, metadata=dm.metadata, _recursive_=False)
     log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)

@@ -73,3 +73,38 @@ def serve_dir():
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
+
+
+TAGGED = {"DET": ["the", "a", "this"], "NOUN": ["dog", "cat", "movie", "plot"], "VERB": ["runs", "sees", "likes"],
+          "ADJ": ["big", "good", "old"], "PUNCT": [".", "!"]}
+
+
+def conllu_sentence(words_tags: list[tuple[str, str]], sent_id: str) -> str:
+    lines = [f"# sent_id = {sent_id}", f"# text = {' '.join(w for w, _ in words_tags)}"]
+    for i, (w, t) in enumerate(words_tags, 1):
+        lines.append(f"{i}\t{w}\t{w.lower()}\t{t}\t{t[:2]}\t_\t0\tdep\t_\t_")
+    return "\n".join(lines) + "\n\n"
+
+
+def make_pos_dir(root: Path, n: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """EWT-named CoNLL-U files of learnable DET (ADJ) NOUN VERB DET NOUN PUNCT sentences, with a multi-word
+    token line and an empty node in the first training sentence."""
+    rng = random.Random(seed)
+    n = n or {"train": 60, "dev": 12, "test": 12}
+    root.mkdir(parents=True, exist_ok=True)
+    for split, count in n.items():
+        text = []
+        for k in range(count):
+            pattern = ["DET", "ADJ", "NOUN", "VERB", "DET", "NOUN", "PUNCT"]
+            if rng.random() < 0.5:
+                pattern.remove("ADJ")
+            s = conllu_sentence([(rng.choice(TAGGED[t]).capitalize() if i == 0 else rng.choice(TAGGED[t]), t)
+                                 for i, t in enumerate(pattern)], f"{split}-{k}")
+            if split == "train" and k == 0:
+                lines = s.split("\n")
+                lines.insert(2, "1-2\tthe_dog\t_\t_\t_\t_\t_\t_\t_\t_")
+                lines.insert(5, "2.1\tghost\tghost\tNOUN\tNN\t_\t_\t_\t_\t_")
+                s = "\n".join(lines)
+            text.append(s)
+        (root / f"en_ewt-ud-{split}.conllu").write_text("".join(text), encoding="utf-8")
+    return root

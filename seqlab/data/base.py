@@ -29,10 +29,14 @@ log = logging.getLogger(__name__)
 
 
 class SequenceDataset(Dataset):
-    """(ids, label) pairs; ids truncated to `max_length` tokens (labels of tagging truncated alike)."""
+    """(ids, label) pairs; ids truncated to `max_length` tokens (labels of tagging truncated alike).
 
-    def __init__(self, ids: Ragged, labels: torch.Tensor | Ragged, max_length: int | None = None):
-        self.ids, self.labels, self.max_length = ids, labels, max_length
+    With `unseen` (tagging), items are (ids, tags, unseen) where unseen flags words absent from the training data.
+    """
+
+    def __init__(self, ids: Ragged, labels: torch.Tensor | Ragged, max_length: int | None = None,
+                 unseen: Ragged | None = None):
+        self.ids, self.labels, self.max_length, self.unseen = ids, labels, max_length, unseen
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -40,7 +44,7 @@ class SequenceDataset(Dataset):
     def __getitem__(self, i: int):
         x = self.ids[i][:self.max_length]
         y = self.labels[i][:self.max_length] if isinstance(self.labels, Ragged) else int(self.labels[i])
-        return x, y
+        return (x, y) if self.unseen is None else (x, y, self.unseen[i][:self.max_length])
 
     def lengths(self) -> torch.Tensor:
         n = self.ids.lengths()
@@ -156,9 +160,11 @@ class SequenceDataModule(pl.LightningDataModule):
         self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
         self.train_counts = counts  # full-vocab training counts (for OOV statistics)
         self.full_itos = full_itos
+        never_seen = (counts == 0).to(torch.int64)  # full id -> 1 if the word never occurs in training
         for name, ids, lab in (("train", train_ids, train_labels), ("val", val_ids, val_labels),
                                ("test", test_ids, test_labels)):
-            self.datasets[name] = SequenceDataset(ids.map_values(table), lab, self.max_length)
+            unseen = ids.map_values(never_seen) if self.task == "tagging" else None
+            self.datasets[name] = SequenceDataset(ids.map_values(table), lab, self.max_length, unseen)
         log.info("%s: vocab %d, train %d, val %d, test %d", self.name, len(self.vocab),
                  *(len(self.datasets[s]) for s in ("train", "val", "test")))
 

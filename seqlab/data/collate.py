@@ -18,21 +18,25 @@ def pad(seqs: Sequence[torch.Tensor], value: int) -> torch.Tensor:
 
 
 class Collate:
-    """Examples (ids, label) -> {"tokens": (B, T), "lengths": (B,), "labels": (B,) or (B, T)}.
+    """Examples (ids, label[, unseen]) -> {"tokens": (B, T), "lengths": (B,), "labels": (B,) or (B, T)[, "unseen"]}.
 
-    A label is an int for classification or a sequence of tag ids for tagging (padded with IGNORE_INDEX).
+    A label is an int for classification or a sequence of tag ids for tagging (padded with IGNORE_INDEX). An
+    optional third item flags words unseen in training; it becomes a (B, T) bool "unseen" (False on padding).
     """
 
     def __init__(self, pad_index: int, tagging: bool):
         self.pad_index, self.tagging = pad_index, tagging
 
-    def __call__(self, examples: Sequence[tuple[torch.Tensor, torch.Tensor | int]]) -> dict[str, torch.Tensor]:
-        ids = [torch.as_tensor(x, dtype=torch.int64) for x, _ in examples]
+    def __call__(self, examples: Sequence[tuple]) -> dict[str, torch.Tensor]:
+        ids = [torch.as_tensor(e[0], dtype=torch.int64) for e in examples]
         lengths = torch.tensor([len(x) for x in ids], dtype=torch.int64)
         if (lengths == 0).any():
             raise ValueError("an example has no tokens; empty examples must be filtered out before batching")
         if self.tagging:
-            labels = pad([torch.as_tensor(y, dtype=torch.int64) for _, y in examples], IGNORE_INDEX)
+            labels = pad([torch.as_tensor(e[1], dtype=torch.int64) for e in examples], IGNORE_INDEX)
         else:
-            labels = torch.tensor([int(y) for _, y in examples], dtype=torch.int64)
-        return {"tokens": pad(ids, self.pad_index), "lengths": lengths, "labels": labels}
+            labels = torch.tensor([int(e[1]) for e in examples], dtype=torch.int64)
+        batch = {"tokens": pad(ids, self.pad_index), "lengths": lengths, "labels": labels}
+        if len(examples[0]) == 3:
+            batch["unseen"] = pad([torch.as_tensor(e[2]) for e in examples], 0).bool()
+        return batch

@@ -64,8 +64,15 @@ class SeqModel(pl.LightningModule):
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, n)
         self.loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-        acc = torchmetrics.Accuracy(task="multiclass", num_classes=n, ignore_index=IGNORE_INDEX)
+        kw = {"task": "multiclass", "num_classes": n, "ignore_index": IGNORE_INDEX}
+        acc = torchmetrics.Accuracy(**kw)
         self.metrics = nn.ModuleDict({f"{s}_acc": acc.clone() for s in ("train", "val", "test")})
+        for s in ("val", "test"):
+            self.metrics[f"{s}_macro_f1"] = torchmetrics.F1Score(average="macro", **kw)
+        if self.task == "tagging":
+            self.metrics["test_oov_acc"] = acc.clone()  # accuracy on words never seen in training
+            self.metrics["test_per_class_acc"] = torchmetrics.Accuracy(average="none", **kw)
+        self.register_buffer("test_support", torch.zeros(n, dtype=torch.long), persistent=False)
 
     @property
     def num_parameters(self) -> int:
@@ -91,6 +98,17 @@ class SeqModel(pl.LightningModule):
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs,
                  sync_dist=not on_step)
         self.log(f"{split}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=bs)
+        if split != "train":
+            self.metrics[f"{split}_macro_f1"](preds, labels)
+            self.log(f"{split}/macro_f1", self.metrics[f"{split}_macro_f1"], on_epoch=True, batch_size=bs)
+        if split == "test" and self.task == "tagging":
+            unseen = batch["unseen"]
+            if unseen.any():
+                self.metrics["test_oov_acc"].update(preds[unseen], labels[unseen])
+            self.log("test/oov_acc", self.metrics["test_oov_acc"], on_epoch=True, batch_size=bs)
+            self.metrics["test_per_class_acc"].update(preds, labels)
+            real = labels[labels != IGNORE_INDEX]
+            self.test_support += torch.bincount(real, minlength=self.test_support.numel())
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -101,6 +119,24 @@ class SeqModel(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_support.zero_()
+
+    def on_test_epoch_end(self) -> None:
+        """Per-class test accuracy as a figure and a table in TensorBoard (tagging)."""
+        if self.task != "tagging":
+            return
+        metric = self.metrics["test_per_class_acc"]
+        acc = metric.compute().cpu()
+        metric.reset()
+        support = self.trainer.strategy.reduce(self.test_support.float(), reduce_op="sum").cpu()
+        exp = getattr(self.logger, "experiment", None)
+        if exp is not None and self.trainer.is_global_zero and hasattr(exp, "add_figure"):
+            from seqlab.models.figures import per_class_accuracy_figure, per_class_table
+
+            exp.add_figure("test/per_class_accuracy", per_class_accuracy_figure(self.label_names, acc, support))
+            exp.add_text("test/per_class_accuracy", per_class_table(self.label_names, acc, support))
 
     def on_fit_start(self) -> None:
         if self.logger is not None:

@@ -1,0 +1,78 @@
+"""End-to-end runs of scripts/train.py on tiny generated datasets (CPU, 1 epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_imdb_tree, make_pos_dir
+
+SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
+         "trainer.enable_progress_bar=false"]
+
+
+def run_train(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEQLAB_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "scripts/train.py"), f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        pytest.fail(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _check_run(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val_acc", "test_acc"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints/last.ckpt").is_file()
+    assert metrics["num_parameters"] > 0 and metrics["wall_time_s"] > 0
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files"
+    return metrics
+
+
+@pytest.mark.parametrize("model", ["bilstm", "lstm"])
+def test_imdb_end_to_end(tmp_path, model):
+    make_imdb_tree(tmp_path / "imdb")
+    run_train(tmp_path, f"model={model}", f"data.root={tmp_path / 'imdb'}", *SMALL)
+    metrics = _check_run(tmp_path / "run")
+    assert f"model={model}" in metrics["overrides"]
+    tb_runs = [p.name for p in (tmp_path / "run/tensorboard").iterdir()]
+    # the run's name is built from its overrides (paths and display settings excluded)
+    assert tb_runs == [f"model.embedding_dim=8,model.hidden_size=8,model={model},trainer.max_epochs=1"]
+
+
+def test_pos_end_to_end(tmp_path):
+    make_pos_dir(tmp_path / "ewt")
+    run_train(tmp_path, "data=pos", f"data.root={tmp_path / 'ewt'}", "data.download=false", *SMALL)
+    metrics = _check_run(tmp_path / "run")
+    assert 0.0 <= metrics["test_oov_acc"] <= 1.0 and 0.0 <= metrics["test_macro_f1"] <= 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+    ("model.hidden_size=0", "model.hidden_size must be a positive integer"),
+    ("data.batch_size=-4", "data.batch_size must be a positive integer"),
+])
+def test_bad_values_fail_with_one_clear_sentence(tmp_path, override, message):
+    make_imdb_tree(tmp_path / "imdb")
+    proc = run_train(tmp_path, f"data.root={tmp_path / 'imdb'}", override, check=False)
+    assert proc.returncode == 2
+    assert f"error: {message}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_key_and_option_are_rejected(tmp_path):
+    proc = run_train(tmp_path, "model.hiden_size=4", check=False)
+    assert proc.returncode != 0 and "hiden_size" in proc.stderr
+    proc = run_train(tmp_path, "data=imbd", check=False)
+    assert proc.returncode != 0 and "imbd" in proc.stderr
+
+
+def test_missing_data_is_reported(tmp_path):
+    proc = run_train(tmp_path, f"data.root={tmp_path / 'none'}", "data.download=false", check=False)
+    assert proc.returncode == 2 and "No IMDB data in" in proc.stderr
+    assert not list((tmp_path / "cache").glob("imdb-*.pt"))

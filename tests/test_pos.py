@@ -1,0 +1,63 @@
+"""POS datamodule: EWT-layout CoNLL-U files, vocab and tag set from training data, unseen-word flags."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import conllu_sentence, make_pos_dir
+
+from seqlab.data.pos import PosDataModule
+from seqlab.errors import ConfigError, DataError
+
+
+def _dm(root, tmp_path, **kw):
+    dm = PosDataModule(root=root, cache_dir=tmp_path / "cache", batch_size=4, seed=0, download=False, **kw)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_reads_splits_tags_from_training_data(tmp_path):
+    dm = _dm(make_pos_dir(tmp_path / "ewt"), tmp_path)
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 60, "val": 12, "test": 12}
+    assert sorted(dm.labels) == ["ADJ", "DET", "NOUN", "PUNCT", "VERB"]
+    assert dm.metadata["task"] == "tagging"
+    assert "ghost" not in dm.vocab and "the_dog" not in dm.vocab  # empty node / multi-word token skipped
+    x, y, unseen = dm.datasets["train"][0]
+    assert len(x) == len(y) == len(unseen) and not unseen.any()
+    b = next(iter(dm.test_dataloader()))
+    assert b["labels"].shape == b["tokens"].shape == b["unseen"].shape
+
+
+def test_unseen_words_and_tags_in_test(tmp_path):
+    root = make_pos_dir(tmp_path / "ewt")
+    extra = conllu_sentence([("The", "DET"), ("zebra", "NOUN"), ("wow", "INTJ")], "t-x")
+    with open(root / "en_ewt-ud-test.conllu", "a", encoding="utf-8") as f:
+        f.write(extra)
+    dm = _dm(root, tmp_path)
+    assert dm.labels[-1] == "INTJ" and "INTJ" not in dm.labels[:-1]  # appended after the training tags
+    ds = dm.datasets["test"]
+    x, y, unseen = ds[len(ds) - 1]
+    assert unseen.tolist() == [0, 1, 1]
+    assert x.tolist()[1:] == [1, 1]  # unseen words are <unk>
+
+
+def test_own_files_and_lowercase(tmp_path):
+    root = make_pos_dir(tmp_path / "ewt")
+    files = {f"{k}_file": str(root / f"en_ewt-ud-{s}.conllu") for k, s in
+             (("train", "train"), ("val", "dev"), ("test", "test"))}
+    dm = _dm(tmp_path / "elsewhere", tmp_path, lowercase=True, **files)
+    assert all(w == w.lower() for w in dm.vocab.itos)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ConfigError, match="tag_field"):
+        PosDataModule(root=tmp_path, cache_dir=tmp_path, tag_field="lemma")
+    with pytest.raises(ConfigError, match="data.test_file"):
+        PosDataModule(root=tmp_path, cache_dir=tmp_path, train_file="a", val_file="b")
+    with pytest.raises(DataError, match="en_ewt-ud-train.conllu not found"):
+        _dm(tmp_path / "empty", tmp_path)
+    root = make_pos_dir(tmp_path / "bad")
+    with open(root / "en_ewt-ud-dev.conllu", "a", encoding="utf-8") as f:
+        f.write("1\tbroken\tline\n\n")
+    with pytest.raises(DataError, match=r"en_ewt-ud-dev.conllu:\d+"):
+        _dm(root, tmp_path)
