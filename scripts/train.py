@@ -2,12 +2,15 @@
 
 import logging
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
 
 from seqlab.errors import SeqlabError
 from seqlab.train import train
+
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning's own use of a deprecated torch API
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

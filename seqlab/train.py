@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from seqlab.callbacks import EpochSummary
 from seqlab.data.cache import atomic_write_text
 from seqlab.errors import SeqlabError
 
@@ -33,6 +34,19 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
     return Path(cfg.paths.output_dir), "defaults", []
+
+
+HPARAM_METRICS = ("val_acc", "test_acc", "test_macro_f1", "test_oov_acc", "wall_time_s")
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings for TensorBoard's HParams tab (flat keys; locations and display settings left out)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    data = {k: v for k, v in c["data"].items() if k not in ("root", "train_file", "val_file", "test_file")}
+    data["name"] = data.pop("_target_").rsplit(".", 1)[-1]
+    model = {k: v for k, v in c["model"].items() if k != "_target_"}
+    trainer = {k: c["trainer"][k] for k in ("max_epochs", "gradient_clip_val", "precision")}
+    return {"seed": c["seed"], "data": data, "model": model, "trainer": trainer}
 
 
 def instantiate_checked(config: Any, **kwargs: Any) -> Any:
@@ -69,12 +83,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm.prepare_data()
     dm.setup()
     model = instantiate_checked(cfg.model, metadata=dm.metadata, _recursive_=False)
+    model.inference_info = dm.inference_info()
     log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max", save_last=True,
                            filename="best-epoch{epoch:02d}-acc{val/acc:.4f}", auto_insert_metric_name=False)
-    callbacks: list[pl.Callback] = [ckpt]
+    callbacks: list[pl.Callback] = [ckpt, EpochSummary()]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
@@ -94,6 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "overrides": overrides,
         "run_dir": str(run_dir),
     }
+    logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in HPARAM_METRICS
+                                             if isinstance(metrics.get(k), float)})
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", run_dir / "metrics.json")
         log.info("Metrics: %s", json.dumps({k: metrics[k] for k in ("val_acc", "test_acc", "wall_time_s")}))

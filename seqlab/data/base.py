@@ -176,6 +176,15 @@ class SequenceDataModule(pl.LightningDataModule):
         return {"task": self.task, "vocab_size": len(self.vocab), "pad_index": self.vocab.pad_index,
                 "labels": list(self.labels)}
 
+    def inference_info(self) -> dict[str, Any]:
+        """What a checkpoint needs to process raw text without this datamodule: vocab, labels, preprocessing."""
+        if self.vocab is None:
+            self.setup()
+        return {"dataset": self.name, "task": self.task, "vocab": list(self.vocab.itos), "labels": list(self.labels),
+                "lowercase": self.lowercase, "max_length": self.max_length, "tokenizer": self.tokenizer_name}
+
+    tokenizer_name = "spacy-blank-en"  # how raw text becomes tokens at prediction time
+
     # -- loaders -----------------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]

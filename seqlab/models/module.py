@@ -74,6 +74,17 @@ class SeqModel(pl.LightningModule):
             self.metrics["test_per_class_acc"] = torchmetrics.Accuracy(average="none", **kw)
         self.register_buffer("test_support", torch.zeros(n, dtype=torch.long), persistent=False)
 
+    # Vocabulary, labels and preprocessing travel inside checkpoints (set by train() from the datamodule), so a
+    # checkpoint alone can evaluate or predict on raw text.
+    inference_info: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.inference_info is not None:
+            checkpoint["seqlab"] = self.inference_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.inference_info = checkpoint.get("seqlab", self.inference_info)
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
