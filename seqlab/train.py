@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.callbacks import EpochSummary
 from seqlab.data.cache import atomic_write_text
+from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import SeqlabError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,21 @@ def instantiate_checked(config: Any, **kwargs: Any) -> Any:
         raise
 
 
+def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+    spec = str(cfg.model.vectors)
+    if spec not in KNOWN_VECTORS:
+        spec = to_absolute_path(str(Path(spec).expanduser())) if ":" not in spec[2:] else spec
+    matrix, stats = build_embedding_matrix(dm.vocab.itos, spec, cfg.model.embedding_dim,
+                                           Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
+                                           seed=cfg.seed, train_counts=dm.word_counts())
+    with torch.no_grad():
+        model.encoder.embedding.weight.copy_(matrix)
+    log.info("Vectors %s: %d/%d vocabulary rows found (%.1f%%), %.1f%% of training tokens covered", cfg.model.vectors,
+             stats["found"], stats["total"], 100 * stats["vocab_coverage"], 100 * (stats["token_coverage"] or 0))
+    return {"vectors_vocab_coverage": stats["vocab_coverage"], "vectors_token_coverage": stats["token_coverage"]}
+
+
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("root", "train_file", "val_file", "test_file"):
@@ -84,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm.setup()
     model = instantiate_checked(cfg.model, metadata=dm.metadata, _recursive_=False)
     model.inference_info = dm.inference_info()
+    vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
     log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
@@ -92,6 +109,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks: list[pl.Callback] = [ckpt, EpochSummary()]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
+    if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
+        from seqlab.debug import RecordSamples
+        callbacks.append(RecordSamples(run_dir / "samples"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -107,6 +127,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "num_parameters": model.num_parameters,
         "wall_time_s": round(time.time() - start, 2),
         "overrides": overrides,
+        **vector_stats,
         "run_dir": str(run_dir),
     }
     logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in HPARAM_METRICS

@@ -76,3 +76,28 @@ def test_missing_data_is_reported(tmp_path):
     proc = run_train(tmp_path, f"data.root={tmp_path / 'none'}", "data.download=false", check=False)
     assert proc.returncode == 2 and "No IMDB data in" in proc.stderr
     assert not list((tmp_path / "cache").glob("imdb-*.pt"))
+
+
+def test_pretrained_vectors_and_char_features_end_to_end(tmp_path):
+    make_pos_dir(tmp_path / "ewt")
+    words = ["the", "dog", "cat", "movie", "runs", "big"]
+    vec = tmp_path / "vecs.txt"
+    vec.write_text("".join(f"{w} " + " ".join(str(0.1 * (i + j)) for j in range(8)) + "\n"
+                           for i, w in enumerate(words)), encoding="utf-8")
+    run_train(tmp_path, "data=pos", f"data.root={tmp_path / 'ewt'}", "data.download=false", *SMALL,
+              f"model.vectors={vec}", "model.char_encoder=cnn", "model.char_hidden=6")
+    metrics = _check_run(tmp_path / "run")
+    assert 0.0 < metrics["vectors_vocab_coverage"] < 1.0 and 0.0 < metrics["vectors_token_coverage"] < 1.0
+    import torch
+
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    assert any(k.startswith("encoder.char_encoder.") for k in ckpt["state_dict"])
+    assert ckpt["seqlab"]["vocab"][:2] == ["<pad>", "<unk>"] and ckpt["seqlab"]["chars"][:2] == ["<pad>", "<unk>"]
+
+
+def test_vector_dimension_mismatch_is_reported(tmp_path):
+    make_imdb_tree(tmp_path / "imdb")
+    vec = tmp_path / "vecs.txt"
+    vec.write_text("the 0.1 0.2 0.3\nmovie 0.3 0.2 0.1\n", encoding="utf-8")
+    proc = run_train(tmp_path, f"data.root={tmp_path / 'imdb'}", *SMALL, f"model.vectors={vec}", check=False)
+    assert proc.returncode == 2 and "embedding_dim" in proc.stderr and "Traceback" not in proc.stderr

@@ -97,13 +97,19 @@ def test_bucket_sampler_rejects_more_ranks_than_examples():
 
 
 def test_collate_classification_and_tagging():
-    ex = [(torch.tensor([5, 6, 7]), 1), (torch.tensor([8]), 0)]
+    ex = [{"ids": torch.tensor([5, 6, 7]), "label": 1}, {"ids": torch.tensor([8]), "label": 0}]
     b = Collate(pad_index=0, tagging=False)(ex)
     assert b["tokens"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["lengths"].tolist() == [3, 1] and b["labels"].tolist() == [1, 0]
-    tex = [(torch.tensor([5, 6]), torch.tensor([2, 3])), (torch.tensor([8]), torch.tensor([4]))]
-    t = Collate(pad_index=0, tagging=True)(tex)
+    tex = [{"ids": torch.tensor([5, 6]), "label": torch.tensor([2, 3]), "forms": torch.tensor([5, 9])},
+           {"ids": torch.tensor([8]), "label": torch.tensor([4]), "forms": torch.tensor([8])}]
+    never_seen = torch.zeros(10, dtype=torch.bool)
+    never_seen[9] = True
+    char_table = torch.arange(20).view(10, 2)
+    t = Collate(pad_index=0, tagging=True, never_seen=never_seen, char_table=char_table)(tex)
     assert t["labels"].tolist() == [[2, 3], [4, IGNORE_INDEX]]
+    assert t["unseen"].tolist() == [[False, True], [False, False]]
+    assert t["chars"].tolist() == [[[10, 11], [18, 19]], [[16, 17], [0, 1]]]  # padding -> row 0 of the table
 
 
 def test_ragged_round_trip_and_mapping():

@@ -27,7 +27,7 @@ def test_tree_splits_vocab_and_metadata(imdb_tree, tmp_path):
     dm = _ready(_dm(imdb_tree, tmp_path / "cache"))
     sizes = {k: len(v) for k, v in dm.datasets.items()}
     assert sizes == {"train": 22, "val": 2, "test": 24}  # 10% of 12 per class, stratified: 1 + 1
-    assert sorted(dm.datasets["val"][i][1] for i in range(2)) == [0, 1]
+    assert sorted(dm.datasets["val"][i]["label"] for i in range(2)) == [0, 1]
     assert dm.metadata == {"task": "classification", "vocab_size": len(dm.vocab), "pad_index": 0,
                            "labels": ["neg", "pos"]}
     assert "<br" not in dm.vocab.itos and "great" in dm.vocab.itos
@@ -42,7 +42,7 @@ def test_val_split_is_deterministic_and_disjoint(imdb_tree, tmp_path):
 
     def texts(dm, split):
         ds = dm.datasets[split]
-        return {tuple(ds[i][0].tolist()) for i in range(len(ds))}
+        return {tuple(ds[i]["ids"].tolist()) for i in range(len(ds))}
 
     assert texts(a, "val") == texts(b, "val")
     assert not texts(a, "val") & texts(a, "train")
@@ -61,12 +61,12 @@ def test_cache_hit_miss_and_invalidation(imdb_tree, tmp_path, monkeypatch):
     dm = _ready(_dm(imdb_tree, cache))
     files = sorted(cache.glob("imdb-*.pt"))
     assert len(files) == 1
-    ref = dm.datasets["test"][0][0].tolist()
+    ref = dm.datasets["test"][0]["ids"].tolist()
 
     # hit: a second datamodule loads without building
     monkeypatch.setattr(IMDBDataModule, "_build_corpus", lambda self: pytest.fail("cache miss"))
     dm2 = _ready(_dm(imdb_tree, cache))
-    assert dm2.datasets["test"][0][0].tolist() == ref
+    assert dm2.datasets["test"][0]["ids"].tolist() == ref
     # vocabulary settings re-map cached ids: no rebuild, smaller vocab
     dm3 = _ready(_dm(imdb_tree, cache, max_size=5))
     assert len(dm3.vocab) == 7
@@ -146,6 +146,6 @@ def test_bad_settings_raise_config_error(tmp_path, kw, key):
 
 def test_max_length_truncates(imdb_tree, tmp_path):
     dm = _ready(_dm(imdb_tree, tmp_path / "c", max_length=3))
-    assert max(len(dm.datasets["train"][i][0]) for i in range(len(dm.datasets["train"]))) == 3
+    assert max(len(dm.datasets["train"][i]["ids"]) for i in range(len(dm.datasets["train"]))) == 3
     assert int(dm.datasets["train"].lengths().max()) == 3
     assert torch.equal(dm.datasets["train"].lengths(), torch.full((22,), 3))

@@ -22,23 +22,33 @@ def test_reads_splits_tags_from_training_data(tmp_path):
     assert sorted(dm.labels) == ["ADJ", "DET", "NOUN", "PUNCT", "VERB"]
     assert dm.metadata["task"] == "tagging"
     assert "ghost" not in dm.vocab and "the_dog" not in dm.vocab  # empty node / multi-word token skipped
-    x, y, unseen = dm.datasets["train"][0]
-    assert len(x) == len(y) == len(unseen) and not unseen.any()
-    b = next(iter(dm.test_dataloader()))
-    assert b["labels"].shape == b["tokens"].shape == b["unseen"].shape
+    item = dm.datasets["train"][0]
+    assert len(item["ids"]) == len(item["label"]) == len(item["forms"])
+    b = next(iter(dm.train_dataloader()))
+    assert b["labels"].shape == b["tokens"].shape == b["unseen"].shape and not b["unseen"].any()
+    assert b["chars"].shape[:2] == b["tokens"].shape and b["chars"].shape[2] == dm.max_word_length
+    # characters of the first word of the first sentence spell it
+    word = dm.vocab.itos[int(b["tokens"][0, 0])]
+    n = min(len(word), dm.max_word_length)
+    assert "".join(dm.chars[c] for c in b["chars"][0, 0, :n].tolist()) == word[:n]
+    assert dm.metadata["num_chars"] == len(dm.chars)
 
 
 def test_unseen_words_and_tags_in_test(tmp_path):
     root = make_pos_dir(tmp_path / "ewt")
-    extra = conllu_sentence([("The", "DET"), ("zebra", "NOUN"), ("wow", "INTJ")], "t-x")
+    extra = conllu_sentence([("The", "DET"), ("gobble", "NOUN"), ("wow", "INTJ")], "t-x")
     with open(root / "en_ewt-ud-test.conllu", "a", encoding="utf-8") as f:
         f.write(extra)
     dm = _dm(root, tmp_path)
     assert dm.labels[-1] == "INTJ" and "INTJ" not in dm.labels[:-1]  # appended after the training tags
     ds = dm.datasets["test"]
-    x, y, unseen = ds[len(ds) - 1]
-    assert unseen.tolist() == [0, 1, 1]
-    assert x.tolist()[1:] == [1, 1]  # unseen words are <unk>
+    i = len(ds) - 1
+    assert ds[i]["ids"].tolist()[1:] == [1, 1]  # unseen words are <unk> in the vocabulary...
+    loader = dm.test_dataloader()
+    batch = loader.collate_fn([ds[i]])
+    assert batch["unseen"].tolist() == [[False, True, True]]
+    word = batch["chars"][0, 1, :6].tolist()  # ...but keep their characters
+    assert "".join(dm.chars[c] for c in word) == "gobble"
 
 
 def test_own_files_and_lowercase(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +30,26 @@ log = logging.getLogger(__name__)
 
 
 class SequenceDataset(Dataset):
-    """(ids, label) pairs; ids truncated to `max_length` tokens (labels of tagging truncated alike).
+    """Items {"ids": (T,), "label": int or (T,) tags[, "forms": (T,)]}, truncated to `max_length` tokens.
 
-    With `unseen` (tagging), items are (ids, tags, unseen) where unseen flags words absent from the training data.
+    `forms` are ids in the full vocabulary (every word form of the corpus, rare and unseen ones included); tagging
+    uses them for unseen-word flags and character features.
     """
 
     def __init__(self, ids: Ragged, labels: torch.Tensor | Ragged, max_length: int | None = None,
-                 unseen: Ragged | None = None):
-        self.ids, self.labels, self.max_length, self.unseen = ids, labels, max_length, unseen
+                 forms: Ragged | None = None):
+        self.ids, self.labels, self.max_length, self.forms = ids, labels, max_length, forms
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int):
-        x = self.ids[i][:self.max_length]
-        y = self.labels[i][:self.max_length] if isinstance(self.labels, Ragged) else int(self.labels[i])
-        return (x, y) if self.unseen is None else (x, y, self.unseen[i][:self.max_length])
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = self.max_length
+        item = {"ids": self.ids[i][:n],
+                "label": self.labels[i][:n] if isinstance(self.labels, Ragged) else int(self.labels[i])}
+        if self.forms is not None:
+            item["forms"] = self.forms[i][:n]
+        return item
 
     def lengths(self) -> torch.Tensor:
         n = self.ids.lengths()
@@ -160,11 +165,14 @@ class SequenceDataModule(pl.LightningDataModule):
         self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
         self.train_counts = counts  # full-vocab training counts (for OOV statistics)
         self.full_itos = full_itos
-        never_seen = (counts == 0).to(torch.int64)  # full id -> 1 if the word never occurs in training
+        tagging = self.task == "tagging"
+        self.never_seen = counts == 0  # full id -> True if the word never occurs in the training portion
+        if tagging:
+            self.chars, self.char_table = char_table(full_itos, counts, self.max_word_length)
         for name, ids, lab in (("train", train_ids, train_labels), ("val", val_ids, val_labels),
                                ("test", test_ids, test_labels)):
-            unseen = ids.map_values(never_seen) if self.task == "tagging" else None
-            self.datasets[name] = SequenceDataset(ids.map_values(table), lab, self.max_length, unseen)
+            self.datasets[name] = SequenceDataset(ids.map_values(table), lab, self.max_length,
+                                                  forms=ids if tagging else None)
         log.info("%s: vocab %d, train %d, val %d, test %d", self.name, len(self.vocab),
                  *(len(self.datasets[s]) for s in ("train", "val", "test")))
 
@@ -173,25 +181,37 @@ class SequenceDataModule(pl.LightningDataModule):
         """What the model needs to build itself; nothing here is typed into a yaml."""
         if self.vocab is None:
             self.setup()
-        return {"task": self.task, "vocab_size": len(self.vocab), "pad_index": self.vocab.pad_index,
+        meta = {"task": self.task, "vocab_size": len(self.vocab), "pad_index": self.vocab.pad_index,
                 "labels": list(self.labels)}
+        if self.task == "tagging":
+            meta["num_chars"] = len(self.chars)
+        return meta
 
     def inference_info(self) -> dict[str, Any]:
         """What a checkpoint needs to process raw text without this datamodule: vocab, labels, preprocessing."""
         if self.vocab is None:
             self.setup()
         return {"dataset": self.name, "task": self.task, "vocab": list(self.vocab.itos), "labels": list(self.labels),
-                "lowercase": self.lowercase, "max_length": self.max_length, "tokenizer": self.tokenizer_name}
+                "lowercase": self.lowercase, "max_length": self.max_length, "tokenizer": self.tokenizer_name,
+                "chars": list(self.chars) if self.task == "tagging" else None, "max_word_length": self.max_word_length}
 
     tokenizer_name = "spacy-blank-en"  # how raw text becomes tokens at prediction time
+    max_word_length = 20  # characters per word seen by a character encoder (tagging)
+
+    def word_counts(self) -> dict[str, int]:
+        """Training counts of every word form of the training portion, kept in the vocabulary or not."""
+        nz = torch.nonzero(self.train_counts).flatten().tolist()
+        return {self.full_itos[i]: int(self.train_counts[i]) for i in nz if i > 1}
 
     # -- loaders -----------------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
         sampler = BucketBatchSampler(ds.lengths(), self.batch_size if shuffle else self.eval_batch_size,
                                      shuffle=shuffle, seed=self.seed)
-        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=Collate(self.vocab.pad_index, self.task == "tagging"),
+        tagging = self.task == "tagging"
+        collate = Collate(self.vocab.pad_index, tagging, never_seen=self.never_seen if tagging else None,
+                          char_table=self.char_table if tagging else None)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
@@ -202,6 +222,22 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def char_table(full_itos: list[str], counts: torch.Tensor, max_len: int) -> tuple[list[str], torch.Tensor]:
+    """Character vocabulary of the training words (`<pad>` 0, `<unk>` 1) and a (V_full, max_len) id table of
+    every word form's first `max_len` characters (0-padded), so unseen words still get character features."""
+    seen = Counter()
+    for i in torch.nonzero(counts).flatten().tolist():
+        seen.update(full_itos[i])
+    chars = [PAD, UNK, *sorted(seen, key=lambda c: (-seen[c], c))]
+    cid = {c: i for i, c in enumerate(chars)}
+    table = torch.zeros(len(full_itos), max_len, dtype=torch.int64)
+    for i, w in enumerate(full_itos[2:], start=2):
+        ids = [cid.get(c, 1) for c in w[:max_len]]
+        table[i, :len(ids)] = torch.tensor(ids)
+    table[1, 0] = 1  # <unk> as a one-character unknown word
+    return chars, table
 
 
 def _take(labels: torch.Tensor | Ragged, index: torch.Tensor):

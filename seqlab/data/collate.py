@@ -18,25 +18,32 @@ def pad(seqs: Sequence[torch.Tensor], value: int) -> torch.Tensor:
 
 
 class Collate:
-    """Examples (ids, label[, unseen]) -> {"tokens": (B, T), "lengths": (B,), "labels": (B,) or (B, T)[, "unseen"]}.
+    """Items from SequenceDataset -> a batch dict of tensors.
 
-    A label is an int for classification or a sequence of tag ids for tagging (padded with IGNORE_INDEX). An
-    optional third item flags words unseen in training; it becomes a (B, T) bool "unseen" (False on padding).
+    Always: "tokens" (B, T) padded ids, "lengths" (B,), "labels" (B,) for classification or (B, T) tag ids padded
+    with IGNORE_INDEX for tagging. With items' "forms" (full-vocabulary ids): "unseen" (B, T) bool, True for words
+    absent from training (`never_seen` table), and "chars" (B, T, W) character ids (`char_table`), 0 on padding.
     """
 
-    def __init__(self, pad_index: int, tagging: bool):
+    def __init__(self, pad_index: int, tagging: bool, never_seen: torch.Tensor | None = None,
+                 char_table: torch.Tensor | None = None):
         self.pad_index, self.tagging = pad_index, tagging
+        self.never_seen, self.char_table = never_seen, char_table
 
-    def __call__(self, examples: Sequence[tuple]) -> dict[str, torch.Tensor]:
-        ids = [torch.as_tensor(e[0], dtype=torch.int64) for e in examples]
+    def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        ids = [torch.as_tensor(e["ids"], dtype=torch.int64) for e in items]
         lengths = torch.tensor([len(x) for x in ids], dtype=torch.int64)
         if (lengths == 0).any():
             raise ValueError("an example has no tokens; empty examples must be filtered out before batching")
         if self.tagging:
-            labels = pad([torch.as_tensor(e[1], dtype=torch.int64) for e in examples], IGNORE_INDEX)
+            labels = pad([torch.as_tensor(e["label"], dtype=torch.int64) for e in items], IGNORE_INDEX)
         else:
-            labels = torch.tensor([int(e[1]) for e in examples], dtype=torch.int64)
+            labels = torch.tensor([int(e["label"]) for e in items], dtype=torch.int64)
         batch = {"tokens": pad(ids, self.pad_index), "lengths": lengths, "labels": labels}
-        if len(examples[0]) == 3:
-            batch["unseen"] = pad([torch.as_tensor(e[2]) for e in examples], 0).bool()
+        if "forms" in items[0]:
+            forms = pad([torch.as_tensor(e["forms"], dtype=torch.int64) for e in items], 0)
+            if self.never_seen is not None:
+                batch["unseen"] = self.never_seen[forms] & (forms != 0)
+            if self.char_table is not None:
+                batch["chars"] = self.char_table[forms]
         return batch

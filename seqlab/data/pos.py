@@ -68,6 +68,9 @@ class PosDataModule(SequenceDataModule):
             sents = {k: [([w.lower() for w in ws], ts) for ws, ts in v] for k, v in sents.items()}
         words = Counter(w for ws, _ in sents["train"] for w in ws)
         itos = [PAD, UNK, *sorted(words, key=lambda t: (-words[t], t))]
+        # Word forms only in dev/test follow (training count 0: never in the kept vocabulary, but they keep their
+        # characters for a character encoder, and are flagged unseen).
+        itos += sorted({w for k in ("val", "test") for ws, _ in sents[k] for w in ws} - set(words))
         tag_counts = Counter(t for _, ts in sents["train"] for t in ts)
         labels = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))
         unseen = sorted({t for k in ("val", "test") for _, ts in sents[k] for t in ts} - set(labels))

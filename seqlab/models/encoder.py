@@ -74,14 +74,20 @@ def run_packed(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple
 
 
 class LSTMEncoder(nn.Module):
-    """tokens (B, T) + lengths (B,) -> outputs (B, T, D*H) and final hidden state (B, D*H)."""
+    """tokens (B, T) + lengths (B,) [+ chars (B, T, W)] -> outputs (B, T, D*H) and final hidden state (B, D*H).
+
+    With a character encoder, each token's input is its word embedding concatenated with its character features.
+    """
 
     def __init__(self, vocab_size: int, pad_index: int, embedding_dim: int, hidden_size: int, num_layers: int,
-                 bidirectional: bool, dropout: float, backend: str = "torch", path: str = "auto"):
+                 bidirectional: bool, dropout: float, backend: str = "torch", path: str = "auto",
+                 char_encoder: nn.Module | None = None):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
+        self.char_encoder = char_encoder
+        input_size = embedding_dim + (char_encoder.output_size if char_encoder is not None else 0)
         self.dropout = nn.Dropout(dropout)
-        self.lstm = get_class(BACKENDS[backend])(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
+        self.lstm = get_class(BACKENDS[backend])(input_size, hidden_size, num_layers=num_layers, batch_first=True,
                                       bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.backend, self.path = backend, path
         self.output_size = hidden_size * (2 if bidirectional else 1)
@@ -91,7 +97,11 @@ class LSTMEncoder(nn.Module):
             return self.path
         return "padded" if self.backend == "torch" and device.type == "cpu" else "packed"
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.dropout(self.embedding(tokens))
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                chars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.embedding(tokens)
+        if self.char_encoder is not None:
+            x = torch.cat([x, self.char_encoder(chars)], dim=-1)
+        x = self.dropout(x)
         run = run_padded if self.resolved_path(x.device) == "padded" else run_packed
         return run(self.lstm, x, lengths)

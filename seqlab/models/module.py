@@ -13,6 +13,7 @@ from torch import nn
 
 from seqlab.data.collate import IGNORE_INDEX
 from seqlab.errors import ConfigError
+from seqlab.models.chars import CHAR_ENCODERS
 from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
 
 POOLINGS = ("last", "max", "mean")
@@ -25,9 +26,13 @@ def _check(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"model.{key} must be a positive integer, got {v!r}.")
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg['dropout']!r}.")
-    for key, allowed in (("backend", tuple(BACKENDS)), ("path", PATHS), ("pooling", POOLINGS)):
+    for key in ("char_dim", "char_hidden"):
+        if not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ConfigError(f"model.{key} must be a positive integer, got {cfg[key]!r}.")
+    for key, allowed in (("backend", tuple(BACKENDS)), ("path", PATHS), ("pooling", POOLINGS),
+                         ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
-            raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}; got {cfg[key]!r}.")
+            raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
 
 
 def _plain(value: Any) -> Any:
@@ -50,7 +55,9 @@ class SeqModel(pl.LightningModule):
 
     def __init__(self, metadata: dict[str, Any], embedding_dim: int = 100, hidden_size: int = 128,
                  num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.5, pooling: str = "last",
-                 backend: str = "torch", path: str = "auto", optimizer: dict[str, Any] | None = None):
+                 backend: str = "torch", path: str = "auto", optimizer: dict[str, Any] | None = None,
+                 vectors: str | None = None, freeze_embeddings: bool = False, char_encoder: str | None = None,
+                 char_dim: int = 30, char_hidden: int = 50):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
         metadata, optimizer = _plain(metadata), _plain(optimizer)
@@ -59,8 +66,16 @@ class SeqModel(pl.LightningModule):
         self.task = metadata["task"]
         self.label_names = list(metadata["labels"])
         n = len(self.label_names)
+        chars = None
+        if char_encoder is not None:
+            if "num_chars" not in metadata:
+                raise ConfigError(f"model.char_encoder={char_encoder} needs character ids, which only tagging data "
+                                  "(data=pos) provides; set model.char_encoder=null.")
+            chars = CHAR_ENCODERS[char_encoder](metadata["num_chars"], char_dim, char_hidden)
         self.encoder = LSTMEncoder(metadata["vocab_size"], metadata["pad_index"], embedding_dim, hidden_size,
-                                   num_layers, bidirectional, dropout, backend, path)
+                                   num_layers, bidirectional, dropout, backend, path, chars)
+        # Pretrained `vectors` are copied in by train(), which has the vocabulary; checkpoints carry the weights.
+        self.encoder.embedding.weight.requires_grad_(not freeze_embeddings)
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, n)
         self.loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
@@ -89,14 +104,14 @@ class SeqModel(pl.LightningModule):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T), lengths (B,) -> logits (B, C) for classification or (B, T, C) for tagging."""
-        outputs, final = self.encoder(tokens, lengths)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, T), lengths (B,) [, chars (B, T, W)] -> logits (B, C) classification or (B, T, C) tagging."""
+        outputs, final = self.encoder(tokens, lengths, chars)
         features = outputs if self.task == "tagging" else pool(outputs, final, lengths, self.hparams.pooling)
         return self.head(self.head_dropout(features))
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
-        logits = self(batch["tokens"], batch["lengths"])
+        logits = self(batch["tokens"], batch["lengths"], batch.get("chars"))
         labels = batch["labels"]
         loss = self.loss(logits.reshape(-1, logits.size(-1)), labels.reshape(-1))
         if not torch.isfinite(loss):

@@ -1,0 +1,95 @@
+"""Model pieces: exact padded/packed LSTM paths, pooling masks, character encoders, config validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seqlab.errors import ConfigError
+from seqlab.models.chars import CharCNN, CharLSTM
+from seqlab.models.encoder import reverse_index, run_packed, run_padded
+from seqlab.models.module import SeqModel, pool
+
+META = {"task": "classification", "vocab_size": 30, "pad_index": 0, "labels": ["neg", "pos"]}
+
+
+def test_reverse_index_reverses_within_length():
+    idx = reverse_index(torch.tensor([3, 1, 4]), 4)
+    assert idx.tolist() == [[2, 1, 0, 3], [0, 1, 2, 3], [3, 2, 1, 0]]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padded_path_equals_packed_path_values_and_gradients(bidirectional, layers):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True).double()
+    x = torch.randn(4, 7, 5, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([7, 2, 5, 1])
+    mask = (torch.arange(7)[None] < lengths[:, None])[..., None]
+    res = []
+    for run in (run_padded, run_packed):
+        out, final = run(lstm, x, lengths)
+        grads = torch.autograd.grad((out * mask).pow(2).sum() + final.sum(), [x, *lstm.parameters()])
+        res.append((out * mask, final, grads))
+    (o1, f1, g1), (o2, f2, g2) = res
+    torch.testing.assert_close(o1, o2, atol=1e-12, rtol=0)
+    torch.testing.assert_close(f1, f2, atol=1e-12, rtol=0)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("path", ["padded", "packed"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_sequence_alone_equals_sequence_padded_in_a_batch(pooling, path, bidirectional):
+    torch.manual_seed(1)
+    model = SeqModel(META, embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=bidirectional,
+                     dropout=0.0, pooling=pooling, path=path).double().eval()
+    seq = torch.tensor([[4, 9, 3]])
+    batch = torch.tensor([[5, 6, 7, 8, 9, 10], [4, 9, 3, 0, 0, 0]])
+    alone = model(seq, torch.tensor([3]))
+    padded = model(batch, torch.tensor([6, 3]))[1:]
+    torch.testing.assert_close(alone, padded, atol=1e-12, rtol=0)
+
+
+def test_pool_masks_padding():
+    out = torch.tensor([[[1.0], [3.0], [100.0]]])
+    lengths = torch.tensor([2])
+    assert pool(out, torch.zeros(1, 1), lengths, "max").item() == 3.0
+    assert pool(out, torch.zeros(1, 1), lengths, "mean").item() == 2.0
+
+
+@pytest.mark.parametrize("cls, size", [(CharCNN, 7), (CharLSTM, 14)])
+def test_char_encoders_shapes_and_padding(cls, size):
+    enc = cls(num_chars=12, char_dim=5, hidden=7)
+    chars = torch.randint(1, 12, (3, 4, 6))
+    chars[:, :, 4:] = 0  # words of 4 characters
+    chars[2, 2:] = 0  # padding words
+    out = enc(chars)
+    assert out.shape == (3, 4, size) == (3, 4, enc.output_size)
+    assert (out[2, 2:] == 0).all() and (out[0] != 0).any()
+    # a word's features do not depend on its neighbours
+    solo = enc(chars[:1, :1])
+    torch.testing.assert_close(solo[0, 0], out[0, 0])
+
+
+def test_tagging_model_with_chars_gives_per_token_logits():
+    meta = {"task": "tagging", "vocab_size": 30, "pad_index": 0, "labels": list("ABCD"), "num_chars": 12}
+    model = SeqModel(meta, embedding_dim=8, hidden_size=6, dropout=0.0, char_encoder="cnn", char_dim=4,
+                     char_hidden=5)
+    logits = model(torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(0, 12, (2, 5, 6)))
+    assert logits.shape == (2, 5, 4)
+
+
+@pytest.mark.parametrize("kw, key", [({"hidden_size": 0}, "model.hidden_size"), ({"dropout": 1.0}, "model.dropout"),
+                                     ({"pooling": "sum"}, "model.pooling"), ({"backend": "jax"}, "model.backend"),
+                                     ({"char_encoder": "cnn"}, "model.char_encoder")])
+def test_bad_model_config_is_a_clear_error(kw, key):
+    with pytest.raises(ConfigError, match=key):
+        SeqModel(META, **kw)
+
+
+def test_frozen_embeddings():
+    model = SeqModel(META, freeze_embeddings=True)
+    assert not model.encoder.embedding.weight.requires_grad and model.encoder.lstm.weight_ih_l0.requires_grad
