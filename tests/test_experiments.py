@@ -1,0 +1,42 @@
+"""Every experiment recipe in configs/experiment composes and runs one fast step on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_imdb_tree, make_pos_dir
+from hydra import compose, initialize_config_dir
+
+from seqlab.train import train
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_runs_one_step(name, tmp_path):
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}"])
+        dim = cfg.model.embedding_dim
+        if cfg.data._target_.endswith("PosDataModule"):
+            root = make_pos_dir(tmp_path / "data")
+            data = [f"data.root={root}", "data.download=false"]
+        else:
+            root = tmp_path / "data"
+            make_imdb_tree(root)
+            data = [f"data.root={root}", "data.download=false"]
+        vectors = tmp_path / "vectors.txt"  # a tiny stand-in with the recipe's dimension: no download in tests
+        vectors.write_text("".join(f"{w} " + " ".join(["0.1"] * dim) + "\n" for w in ("the", "movie", "dog")))
+        cfg = compose("train", overrides=[
+            f"experiment={name}", *data, f"model.vectors={vectors}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={tmp_path / 'run'}", "model.hidden_size=8", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+            "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0"])
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert json.loads((Path(tmp_path) / "run/metrics.json").read_text())["test_acc"] == metrics["test_acc"]
