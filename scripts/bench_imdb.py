@@ -68,9 +68,10 @@ def main() -> None:
         return tokens / (time.perf_counter() - t)
 
     rates = {"seqlab (padded, exact reverse, flush-denormal)": [], "classic (packed, h_n, default floats)": []}
-    for _ in range(args.repeats):
+    for r in range(args.repeats):
         rates["seqlab (padded, exact reverse, flush-denormal)"].append(run(run_padded, True))
         rates["classic (packed, h_n, default floats)"].append(run(run_packed, False))
+        print(f"repeat {r}: " + ", ".join(f"{k.split()[0]} {v[-1]:.0f} tokens/s" for k, v in rates.items()), flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"{args.batches} batches x {args.repeats} repeats, {tokens} tokens per repeat, {args.threads} threads, "
           f"BiLSTM {args.layers}x{args.hidden}")

@@ -59,7 +59,8 @@ class PosDataModule(SequenceDataModule):
         return out
 
     def _corpus_spec(self) -> dict[str, Any]:
-        return {"dataset": "conllu", "files": {k: cache.file_signature(p) for k, p in self.paths().items()},
+        files = {k: cache.file_signature(p) for k, p in self.paths().items()}
+        return {"dataset": "conllu", "version": 2, "files": files,
                 "tag_field": self.tag_field, "lowercase": self.lowercase}
 
     def _build_corpus(self) -> dict[str, Any]:
