@@ -138,3 +138,14 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
     assert cache.load(tmp_path / "c.pt")["ok"].tolist() == [0, 1, 2]
     (tmp_path / "c.pt").write_bytes(b"garbage")
     assert cache.load(tmp_path / "c.pt") is None  # unreadable cache -> rebuilt, not trusted
+
+
+def test_collate_unk_replace_only_touches_rare_words():
+    rare = torch.tensor([False, False, True, False])  # id 2 was seen once in training
+    items = [{"ids": torch.tensor([2, 3] * 500), "label": 0}]
+    torch.manual_seed(0)
+    tokens = Collate(0, False, unk_replace=0.5, rare=rare)(items)["tokens"][0]
+    assert (tokens[1::2] == 3).all()  # frequent words untouched
+    replaced = (tokens[0::2] == 1).float().mean().item()
+    assert 0.4 < replaced < 0.6 and set(tokens[0::2].tolist()) == {1, 2}
+    assert Collate(0, False)(items)["tokens"][0].tolist() == [2, 3] * 500

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-IGNORE_INDEX = -100  # label of padding positions in tagging; the loss and metrics skip it
+IGNORE_INDEX = -100
+UNK_INDEX = 1  # label of padding positions in tagging; the loss and metrics skip it
 
 
 def pad(seqs: Sequence[torch.Tensor], value: int) -> torch.Tensor:
@@ -26,9 +27,10 @@ class Collate:
     """
 
     def __init__(self, pad_index: int, tagging: bool, never_seen: torch.Tensor | None = None,
-                 char_table: torch.Tensor | None = None):
+                 char_table: torch.Tensor | None = None, unk_replace: float = 0.0, rare: torch.Tensor | None = None):
         self.pad_index, self.tagging = pad_index, tagging
         self.never_seen, self.char_table = never_seen, char_table
+        self.unk_replace, self.rare = unk_replace, rare  # training only: rare ids -> <unk> with this probability
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         ids = [torch.as_tensor(e["ids"], dtype=torch.int64) for e in items]
@@ -39,7 +41,11 @@ class Collate:
             labels = pad([torch.as_tensor(e["label"], dtype=torch.int64) for e in items], IGNORE_INDEX)
         else:
             labels = torch.tensor([int(e["label"]) for e in items], dtype=torch.int64)
-        batch = {"tokens": pad(ids, self.pad_index), "lengths": lengths, "labels": labels}
+        tokens = pad(ids, self.pad_index)
+        if self.unk_replace > 0 and self.rare is not None:
+            drop = self.rare[tokens] & (torch.rand(tokens.shape) < self.unk_replace)
+            tokens = tokens.masked_fill(drop, UNK_INDEX)
+        batch = {"tokens": tokens, "lengths": lengths, "labels": labels}
         if "forms" in items[0]:
             forms = pad([torch.as_tensor(e["forms"], dtype=torch.int64) for e in items], 0)
             if self.never_seen is not None:
