@@ -16,6 +16,9 @@ class EpochSummary(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start, self.tokens = time.perf_counter(), 0
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch has no on_train_epoch_start
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.tokens += int(batch["lengths"].sum())
 

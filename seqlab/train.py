@@ -18,9 +18,11 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.callbacks import EpochSummary
+from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import SeqlabError
+from seqlab.sweep import short_dirname
 
 log = logging.getLogger(__name__)
 MONITOR = "val/acc"
@@ -31,7 +33,7 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         out = cfg.paths.output_dir or hc.runtime.output_dir
-        return Path(out), hc.job.override_dirname or "defaults", list(hc.overrides.task)
+        return Path(out), short_dirname(hc.job.override_dirname) or "defaults", list(hc.overrides.task)
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
     return Path(cfg.paths.output_dir), "defaults", []
@@ -104,9 +106,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
 
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max", save_last=True,
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max",  # last.ckpt: resume_callbacks
                            filename="best-epoch{epoch:02d}-acc{val/acc:.4f}", auto_insert_metric_name=False)
-    callbacks: list[pl.Callback] = [ckpt, EpochSummary()]
+    resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
+    callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
     if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
@@ -114,8 +117,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(RecordSamples(run_dir / "samples"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    best, last = ckpt.best_model_path or None, ckpt.last_model_path or None  # test() reloads callback state
+    trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
+    best, last = ckpt.best_model_path or None, latest_checkpoint(run_dir / "checkpoints")  # before test() reloads
     test_results = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=True)[0]
 
     metrics: dict[str, Any] = {

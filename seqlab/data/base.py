@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from seqlab.data import cache
 from seqlab.data.cache import Ragged
 from seqlab.data.collate import Collate
+from seqlab.data.resumable import ResumableDataLoader
 from seqlab.data.sampler import BucketBatchSampler
 from seqlab.data.vocab import PAD, UNK, Vocab, select_by_counts
 from seqlab.errors import ConfigError
@@ -70,7 +71,7 @@ class SequenceDataModule(pl.LightningDataModule):
     def __init__(self, root: str | Path, cache_dir: str | Path, batch_size: int = 64, eval_batch_size: int = 256,
                  num_workers: int = 0, max_length: int | None = None, lowercase: bool = True,
                  max_size: int | None = None, min_freq: int = 1, val_fraction: float = 0.1, seed: int = 0,
-                 tokenizer_workers: int | None = None):
+                 tokenizer_workers: int | None = None, unk_replace: float = 0.0):
         super().__init__()
         for key in ("batch_size", "eval_batch_size"):
             _check_positive(key, locals()[key])
@@ -79,6 +80,8 @@ class SequenceDataModule(pl.LightningDataModule):
         _check_positive("min_freq", min_freq)
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}.")
+        if not 0.0 <= float(unk_replace) < 1.0:
+            raise ConfigError(f"data.unk_replace must be in [0, 1), got {unk_replace!r}.")
         if not 0.0 < float(val_fraction) < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}.")
         self.root = Path(root).expanduser()
@@ -86,13 +89,15 @@ class SequenceDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_length, self.lowercase, self.max_size, self.min_freq = max_length, lowercase, max_size, min_freq
         self.val_fraction, self.seed, self.tokenizer_workers = float(val_fraction), seed, tokenizer_workers
+        self.unk_replace = float(unk_replace)
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
         self.datasets: dict[str, SequenceDataset] = {}
 
     # -- subclass interface ---------------------------------------------------------------------------------------
     def _corpus_spec(self) -> dict[str, Any]:
-        """Everything the cached corpus depends on (sources and preprocessing), for its fingerprint."""
+        """Everything the cached corpus depends on (sources, preprocessing, and a "version" to bump whenever the
+        corpus-building code changes what it stores), for its fingerprint."""
         raise NotImplementedError
 
     def _build_corpus(self) -> dict[str, Any]:
@@ -163,6 +168,8 @@ class SequenceDataModule(pl.LightningDataModule):
         table[0] = Vocab.pad_index
         table[kept] = torch.arange(2, 2 + len(kept))
         self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
+        self.rare = torch.zeros(len(self.vocab), dtype=torch.bool)  # kept ids seen once in training
+        self.rare[2:] = counts[kept] == 1
         self.train_counts = counts  # full-vocab training counts (for OOV statistics)
         self.full_itos = full_itos
         tagging = self.task == "tagging"
@@ -210,9 +217,10 @@ class SequenceDataModule(pl.LightningDataModule):
                                      shuffle=shuffle, seed=self.seed)
         tagging = self.task == "tagging"
         collate = Collate(self.vocab.pad_index, tagging, never_seen=self.never_seen if tagging else None,
-                          char_table=self.char_table if tagging else None)
-        return DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate,
-                          persistent_workers=self.num_workers > 0)
+                          char_table=self.char_table if tagging else None,
+                          unk_replace=self.unk_replace if shuffle else 0.0, rare=self.rare)
+        return ResumableDataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate,
+                                   persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

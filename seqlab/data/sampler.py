@@ -58,6 +58,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             raise ValueError(f"{len(self.lengths)} examples cannot be shared by {num_replicas} processes")
         self.num_replicas, self.rank = num_replicas, rank
         self.sampler = EpochPermutation(len(self.lengths), seed, shuffle)
+        self._resume = (-1, 0)  # (epoch, batches already trained on): see resume_at
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -81,8 +82,17 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches[k:k + 1] = [b[:len(b) // 2], b[len(b) // 2:]]
         return batches
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Iterations over `epoch` start after its first `batches_done` batches (a run resumed mid-epoch)."""
+        self._resume = (epoch, batches_done)
+
+    def resume_offset(self) -> int:
+        """How many of this epoch's batches an iteration skips (0 unless resumed in this epoch)."""
+        epoch, done = self._resume
+        return done if epoch == self.sampler.epoch else 0
+
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.global_batches()[self.rank::self.num_replicas]
+        yield from self.global_batches()[self.rank::self.num_replicas][self.resume_offset():]
 
     def __len__(self) -> int:
         n_batches = -(-len(self.lengths) // self.batch_size)

@@ -8,6 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+TOP_CLASSES = 12  # confusion matrices over many classes (POS tags) show the most frequent ones, then "other"
+
 
 def per_class_accuracy_figure(names: list[str], acc: torch.Tensor, support: torch.Tensor):
     """Bar chart of accuracy per class (tag), annotated with its number of test tokens."""
@@ -28,3 +30,42 @@ def per_class_table(names: list[str], acc: torch.Tensor, support: torch.Tensor) 
     for i in torch.argsort(support, descending=True).tolist():
         rows.append(f"| {names[i]} | {int(support[i])} | {float(acc[i]):.4f} |")
     return "\n".join(rows)
+
+
+def fold_confusion(names: list[str], confmat: torch.Tensor, top_k: int | None = None
+                   ) -> tuple[list[str], torch.Tensor]:
+    """Keep the `top_k` most frequent true classes (by row sum) in that order and fold the rest into "other"."""
+    support = confmat.sum(dim=1)
+    order = torch.argsort(support, descending=True, stable=True).tolist()
+    if top_k is None or top_k >= len(names):
+        return [names[i] for i in order], confmat[order][:, order]
+    keep, rest = order[:top_k], order[top_k:]
+    rows = torch.cat([confmat[keep], confmat[rest].sum(0, keepdim=True)])
+    folded = torch.cat([rows[:, keep], rows[:, rest].sum(1, keepdim=True)], dim=1)
+    return [names[i] for i in keep] + ["other"], folded
+
+
+def confusion_matrix_figure(names: list[str], confmat: torch.Tensor, top_k: int | None = None,
+                            title: str = "Test confusion matrix"):
+    """Heat map of a (C, C) confusion matrix (rows true, columns predicted), each row normalised to sum 1 and
+    annotated with its counts; with `top_k`, the most frequent true classes and an "other" row/column."""
+    labels, cm = fold_confusion(names, confmat.detach().cpu().to(torch.int64), top_k)
+    rate = cm.double() / cm.sum(dim=1, keepdim=True).clamp(min=1)
+    n = len(labels)
+    size = max(4.0, 0.5 * n + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
+    im = ax.imshow(rate.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0, fontsize=7 if n > 6 else 10)
+    ax.set_yticks(range(n), [f"{lab} ({int(cm[i].sum())})" for i, lab in enumerate(labels)],
+                  fontsize=7 if n > 6 else 10)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (count)")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6 if n > 6 else 9,
+                            color="white" if rate[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    return fig

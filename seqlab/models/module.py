@@ -87,6 +87,7 @@ class SeqModel(pl.LightningModule):
         if self.task == "tagging":
             self.metrics["test_oov_acc"] = acc.clone()  # accuracy on words never seen in training
             self.metrics["test_per_class_acc"] = torchmetrics.Accuracy(average="none", **kw)
+        self.metrics["test_confusion"] = torchmetrics.ConfusionMatrix(**kw)  # a TensorBoard figure after testing
         self.register_buffer("test_support", torch.zeros(n, dtype=torch.long), persistent=False)
 
     # Vocabulary, labels and preprocessing travel inside checkpoints (set by train() from the datamodule), so a
@@ -127,6 +128,8 @@ class SeqModel(pl.LightningModule):
         if split != "train":
             self.metrics[f"{split}_macro_f1"](preds, labels)
             self.log(f"{split}/macro_f1", self.metrics[f"{split}_macro_f1"], on_epoch=True, batch_size=bs)
+        if split == "test":
+            self.metrics["test_confusion"].update(preds, labels)
         if split == "test" and self.task == "tagging":
             unseen = batch["unseen"]
             if unseen.any():
@@ -148,21 +151,31 @@ class SeqModel(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_support.zero_()
+        self.metrics["test_confusion"].reset()
 
     def on_test_epoch_end(self) -> None:
-        """Per-class test accuracy as a figure and a table in TensorBoard (tagging)."""
-        if self.task != "tagging":
-            return
-        metric = self.metrics["test_per_class_acc"]
-        acc = metric.compute().cpu()
-        metric.reset()
-        support = self.trainer.strategy.reduce(self.test_support.float(), reduce_op="sum").cpu()
+        """Test figures in TensorBoard: the confusion matrix (tagging: the most frequent tags, the rest folded into
+        "other"), and per-class accuracy with a table (tagging). Every rank reduces the metrics (collectives);
+        global rank zero draws."""
+        confusion = self.metrics["test_confusion"]
+        cm = confusion.compute().cpu()
+        confusion.reset()
+        tagging = self.task == "tagging"
+        if tagging:
+            metric = self.metrics["test_per_class_acc"]
+            acc = metric.compute().cpu()
+            metric.reset()
+            support = self.trainer.strategy.reduce(self.test_support.float(), reduce_op="sum").cpu()
         exp = getattr(self.logger, "experiment", None)
-        if exp is not None and self.trainer.is_global_zero and hasattr(exp, "add_figure"):
-            from seqlab.models.figures import per_class_accuracy_figure, per_class_table
+        if exp is None or not self.trainer.is_global_zero or not hasattr(exp, "add_figure"):
+            return
+        from seqlab.models import figures
 
-            exp.add_figure("test/per_class_accuracy", per_class_accuracy_figure(self.label_names, acc, support))
-            exp.add_text("test/per_class_accuracy", per_class_table(self.label_names, acc, support))
+        top_k = figures.TOP_CLASSES if tagging else None
+        exp.add_figure("test/confusion_matrix", figures.confusion_matrix_figure(self.label_names, cm, top_k))
+        if tagging:
+            exp.add_figure("test/per_class_accuracy", figures.per_class_accuracy_figure(self.label_names, acc, support))
+            exp.add_text("test/per_class_accuracy", figures.per_class_table(self.label_names, acc, support))
 
     def on_fit_start(self) -> None:
         if self.logger is not None:

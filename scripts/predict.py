@@ -1,0 +1,90 @@
+"""Predict with a trained checkpoint: python scripts/predict.py ckpt=PATH text="..." | input=FILE|- [format=json]
+
+Sentiment: the label and its probability per text. Tagging: the tokens (spaCy blank-English tokenization) with their
+tags. One output line per input line, in order (an empty input line gives an empty result). Warnings (input cut to
+the model's max_length, text of unknown words only) go to stderr as `warning: ...`; a problem with the checkpoint
+or input is one `error: ...` line on stderr and exit code 2. Settings and defaults: configs/predict.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from seqlab.errors import ConfigError, DataError, SeqlabError
+from seqlab.inference import Predictor, as_record, as_text, read_lines
+
+DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "predict.yaml"
+
+
+def parse(argv: list[str]) -> dict:
+    """key=value arguments over configs/predict.yaml; values literal except the integer settings."""
+    cfg = OmegaConf.to_container(OmegaConf.load(DEFAULTS))
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key not in cfg:
+            raise ConfigError(f"Unknown argument {arg!r}; use key=value with keys {', '.join(cfg)} "
+                              f"(see configs/predict.yaml).")
+        cfg[key] = value
+    for key in ("batch_size", "chunk", "threads"):
+        value = cfg[key]
+        if key == "threads" and value in (None, "null"):
+            cfg[key] = None
+        elif str(value).isdigit() and int(value) > 0:
+            cfg[key] = int(value)
+        else:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
+    if cfg["format"] not in ("text", "json"):
+        raise ConfigError(f"format must be text or json, got {cfg['format']!r}.")
+    if not cfg["ckpt"]:
+        raise ConfigError("No checkpoint given; add ckpt=PATH (e.g. outputs/runs/<run>/checkpoints/last.ckpt).")
+    if (cfg["text"] is None) == (cfg["input"] is None):
+        raise ConfigError('Give either text="..." or input=FILE (one text per line; - for stdin), not both.')
+    if cfg["text"] is not None and not cfg["text"].strip():
+        raise DataError('text is empty; give the review or sentence to predict, text="...".')
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse(sys.argv[1:] if argv is None else argv)
+        if cfg["threads"]:
+            import torch
+
+            torch.set_num_threads(cfg["threads"])
+        predictor = Predictor.from_checkpoint(cfg["ckpt"], cfg["device"])
+        texts = [cfg["text"]] if cfg["text"] is not None else read_lines(cfg["input"])
+        lines = nonempty = 0
+        for n, p in enumerate(predictor.predict_stream(texts, cfg["batch_size"], cfg["chunk"]), 1):
+            lines += 1
+            nonempty += bool(p.tokens)
+            where = "the text" if cfg["text"] is not None else f"line {n}"
+            if p.truncated:
+                print(f"warning: {where} has {len(p.tokens) + p.truncated} tokens; only the first "
+                      f"{predictor.max_length} (the model's max_length) were read.", file=sys.stderr)
+            if p.tokens and p.unknown == len(p.tokens):
+                print(f"warning: none of the {len(p.tokens)} tokens of {where} is in the model's vocabulary; "
+                      "the prediction rests on <unk> alone.", file=sys.stderr)
+            record = as_record(p, predictor.task)
+            print(json.dumps(record, ensure_ascii=False) if cfg["format"] == "json" else as_text(p, predictor.task))
+        if not nonempty:
+            if cfg["text"] is not None:
+                raise DataError("text has no tokens to predict (only spaces or line breaks); give a review or "
+                                "sentence.")
+            where = "stdin" if cfg["input"] == "-" else cfg["input"]
+            raise DataError(f"{where} has no text to predict ({lines} lines, all empty); give one text per line.")
+        sys.stdout.flush()
+    except SeqlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `| head`: the reader has gone, nothing left to say
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Resuming an interrupted run exactly: step checkpoints, per-step dropout seeds, the `ckpt_path` setting.
+
+A run killed at any point (even SIGKILL, mid-epoch) and resumed with `ckpt_path=last` in the same run directory ends
+with the same weights and metrics as the uninterrupted run (tests/test_resume.py). Three pieces make that hold:
+
+- `checkpoints/last-step.ckpt`, rewritten every `checkpoint_every_n_steps` training steps (atomically), besides the
+  epoch-end `last.ckpt`; Lightning's `ckpt_path="last"` takes the newer of the two.
+- The training DataLoader is resumable (`seqlab.data.resumable`): its position in the epoch is saved in the
+  checkpoint, and the resumed epoch skips the batches already trained on, in the same (seed, epoch) order.
+- `StepSeed`: the global torch RNG is re-seeded from (seed, rank, global step) before every training step, so
+  dropout masks depend on the step alone, not on how many random numbers were drawn since the process started
+  (DataLoader iterators, sanity checks and restores all draw some). fairseq seeds each update the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import to_absolute_path
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from seqlab.errors import ConfigError
+
+LAST_CHECKPOINT = "last"  # the state after the latest epoch
+STEP_CHECKPOINT = "last-step"  # matches Lightning's "last*" pattern, so ckpt_path="last" considers it
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """A 63-bit seed that differs for every (seed, rank, step)."""
+    digest = hashlib.blake2b(f"{seed}:{rank}:{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class StepSeed(pl.Callback):
+    """Seeds torch's global RNG (CPU and CUDA) before each training step from (seed, global rank, global step)."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        torch.manual_seed(step_seed(self.seed, trainer.global_rank, trainer.global_step))
+
+
+def resume_callbacks(seed: int, checkpoint_dir: Path, every_n_steps: int | None) -> list[pl.Callback]:
+    """StepSeed; `last.ckpt` after every epoch's validation; `last-step.ckpt` every `every_n_steps` training steps
+    (None or 0: none). Lightning's own `save_last=True` writes last.ckpt only when a top-k checkpoint is written, so
+    it would lag behind epochs without a new best validation score."""
+    callbacks: list[pl.Callback] = [StepSeed(seed), ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_CHECKPOINT,
+                                                                    save_top_k=1, enable_version_counter=False)]
+    if every_n_steps:
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 0:
+            raise ConfigError(f"checkpoint_every_n_steps must be a positive integer or null, got {every_n_steps!r}.")
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename=STEP_CHECKPOINT, save_top_k=1,
+                                         every_n_train_steps=every_n_steps, enable_version_counter=False))
+    return callbacks
+
+
+def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
+    """`ckpt_path` for Trainer.fit: null, "last" (the newest last*.ckpt of this run directory, if any) or a file."""
+    if ckpt_path in (None, "", "last"):
+        return ckpt_path or None
+    path = Path(to_absolute_path(str(Path(str(ckpt_path)).expanduser())))
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path {path} is not a file; give a checkpoint to resume from, or ckpt_path=last "
+                          "with hydra.run.dir set to the interrupted run's directory.")
+    return str(path)
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> str | None:
+    """checkpoints/last.ckpt (the state after the latest epoch), if written."""
+    path = Path(checkpoint_dir) / f"{LAST_CHECKPOINT}.ckpt"
+    return str(path) if path.is_file() else None

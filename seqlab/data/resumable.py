@@ -1,0 +1,38 @@
+"""A training DataLoader that remembers where it is in the epoch, so a run resumed mid-epoch continues exactly.
+
+Lightning saves `state_dict()` of every training DataLoader that has one inside each checkpoint (FitLoop) and, on
+resume, calls `load_state_dict()` before it creates the resumed epoch's iterator. The batch sampler (a
+`BucketBatchSampler`) then starts that epoch after the batches already trained on: same (seed, epoch) order, no
+batch repeated or loaded twice. Without this, Lightning restarts a resumed epoch's data from its first batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from seqlab.errors import ConfigError
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `BucketBatchSampler` (`batch_sampler=`) whose position in the epoch is checkpointed."""
+
+    _position = 0  # batches of the current epoch handed out (including those skipped on resume)
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: its body runs at the first `next()`, after Lightning has called `set_epoch` for the epoch.
+        self._position = self.batch_sampler.resume_offset()
+        for batch in super().__iter__():
+            self._position += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.batch_sampler.sampler.epoch, "batches": self._position, "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["num_batches"] != len(self):
+            raise ConfigError(f"The checkpoint was saved with {state['num_batches']} training batches per epoch, this "
+                              f"run has {len(self)}; resume with the data and data.batch_size of the interrupted run.")
+        self.batch_sampler.resume_at(state["epoch"], state["batches"])

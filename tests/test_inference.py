@@ -1,0 +1,273 @@
+"""Evaluate and predict with fixture-trained checkpoints: both tasks, both LSTM backends, the CLIs and bad input.
+
+One multirun of scripts/train.py trains the four models once for the module (tiny sizes, a few seconds each).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, make_imdb_tree, make_pos_dir
+from omegaconf import OmegaConf
+
+from seqlab.errors import ConfigError, DataError
+from seqlab.evaluate import evaluate
+from seqlab.inference import Predictor, read_lines
+
+MAX_LENGTH = 40  # longer than every fixture review, so only the prediction tests' long input is truncated
+TRAIN = ["data.download=false", "data.batch_size=8", f"data.max_length={MAX_LENGTH}", "data.lowercase=true",
+         "data.tokenizer_workers=1", "model.embedding_dim=16", "model.hidden_size=16", "model.pooling=mean",
+         "model.optimizer.lr=0.1", "trainer.max_epochs=4", "trainer.enable_progress_bar=false", "threads=1"]
+MODELS = [(d, b) for d in ("imdb", "pos") for b in ("torch", "custom")]
+
+
+@pytest.fixture(scope="module")
+def top(tmp_path_factory) -> Path:
+    """A folder with the data (data/), the processed-data cache (cache/) and the runs (runs/<job>/)."""
+    return tmp_path_factory.mktemp("inference")
+
+
+@pytest.fixture(scope="module")
+def runs(top) -> dict[tuple[str, str], Path]:
+    """(data, backend) -> run directory, trained in one `scripts/train.py -m` call."""
+    make_imdb_tree(top / "data/imdb", n_per_class=40)
+    make_pos_dir(top / "data/ud_english_ewt")
+    env = {**os.environ, "SEQLAB_CACHE_DIR": str(top / "cache"), "SEQLAB_DATA_DIR": str(top / "data"),
+           "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(REPO / "scripts/train.py"), "-m", "data=imdb,pos", "backend=torch,custom", *TRAIN,
+           f"hydra.sweep.dir={top / 'runs'}", "hydra.sweep.subdir=${hydra.job.num}"]
+    proc = subprocess.run(cmd, cwd=top, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"training failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    out = {}
+    for run in (top / "runs").iterdir():
+        if (run / "metrics.json").is_file():
+            over = dict(o.split("=", 1) for o in OmegaConf.load(run / ".hydra/overrides.yaml"))
+            out[over["data"], over["backend"]] = run
+    assert sorted(out) == sorted(MODELS)
+    return out
+
+
+def metrics_of(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def eval_cfg(top: Path, **kw):
+    """configs/eval.yaml with `kw` set; the run's SEQLAB_* folders given as paths.* (this process has no env)."""
+    cfg = OmegaConf.load(REPO / "configs/eval.yaml")
+    del cfg["hydra"], cfg["defaults"]
+    kw = {"paths.cache_dir": str(top / "cache"), "paths.data_dir": str(top / "data"), **kw}
+    for key, value in kw.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def load_predict_cli():
+    spec = importlib.util.spec_from_file_location("predict_cli", REPO / "scripts/predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, backend", MODELS)
+def test_evaluate_reproduces_the_runs_metrics(top, runs, data, backend):
+    if backend == "custom":
+        pytest.importorskip("seqlab.nn", reason="the custom LSTM backend is not there yet")
+    run = runs[data, backend]
+    m = metrics_of(run)
+    test = evaluate(eval_cfg(top, ckpt=m["best_checkpoint"]))
+    assert test["test_acc"] == m["test_acc"] and test["test_loss"] == m["test_loss"]
+    assert json.loads(Path(test["written_to"]).read_text())["test_acc"] == m["test_acc"]
+    assert Path(test["written_to"]).parent == run / "checkpoints"
+    val = evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], split="val"))
+    assert val["val_acc"] == m["val_acc"]  # the best checkpoint was chosen on exactly this number
+    if data == "pos":
+        assert test["test_oov_acc"] == m["test_oov_acc"]
+
+
+def test_eval_cli_with_another_cache_and_cwd(top, runs, tmp_path):
+    m = metrics_of(runs["imdb", "torch"])
+    env = {**os.environ, "SEQLAB_DATA_DIR": str(top / "data"), "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/eval.py"), f"ckpt={m['last_checkpoint']}",
+                           f"paths.cache_dir={tmp_path / 'cache'}", f"output={out}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = json.loads(proc.stdout)
+    assert printed["split"] == "test" and json.loads(out.read_text())["test_acc"] == printed["test_acc"]
+    assert list((tmp_path / "cache").glob("imdb-*.pt"))  # re-prepared in the given cache
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "metrics.json"]  # no Hydra litter
+
+
+def test_evaluate_on_other_data_uses_the_checkpoint_vocabulary(top, runs, tmp_path, caplog):
+    m = metrics_of(runs["imdb", "torch"])
+    make_imdb_tree(tmp_path / "other", n_per_class=15, seed=7)  # same words, other frequencies: another order
+    with caplog.at_level(logging.WARNING):
+        out = evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], **{"data.root": str(tmp_path / "other")},
+                                output=str(tmp_path / "m.json")))
+    assert "encoded with the checkpoint's" in caplog.text
+    assert out["examples"] == 30 and 0.0 <= out["test_acc"] <= 1.0
+
+
+def test_evaluate_reports_user_errors(top, runs, tmp_path):
+    m = metrics_of(runs["imdb", "torch"])
+    with pytest.raises(ConfigError, match="split must be one of test, val"):
+        evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], split="train"))
+    moved = tmp_path / "model.ckpt"
+    moved.write_bytes(Path(m["best_checkpoint"]).read_bytes())
+    with pytest.raises(ConfigError, match="No training config at .*run_config=PATH"):
+        evaluate(eval_cfg(top, ckpt=str(moved)))
+    with pytest.raises(ConfigError, match="data.test_file does not apply"):
+        evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], **{"data.test_file": "x.conllu"}))
+    out = evaluate(eval_cfg(top, ckpt=str(moved), run_config=str(runs["imdb", "torch"] / ".hydra/config.yaml"),
+                            output=str(tmp_path / "m.json")))
+    assert out["test_acc"] == m["test_acc"]
+
+
+# -- predict ----------------------------------------------------------------------------------------------------------
+
+def raw_imdb_test(root: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for label in ("neg", "pos"):
+        for f in sorted((root / "aclImdb/test" / label).glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8"))
+            labels.append(label)
+    return texts, labels
+
+
+def raw_pos_test(root: Path) -> tuple[list[str], list[list[str]]]:
+    sents, tags = [], []
+    for block in (root / "en_ewt-ud-test.conllu").read_text(encoding="utf-8").strip().split("\n\n"):
+        rows = [line.split("\t") for line in block.splitlines() if not line.startswith("#")]
+        sents.append(" ".join(r[1] for r in rows))
+        tags.append([r[3] for r in rows])
+    return sents, tags
+
+
+@pytest.mark.parametrize("data", ["imdb", "pos"])
+def test_predicting_raw_test_text_gives_the_test_accuracy(top, runs, data):
+    """Raw text -> tokenize -> vocabulary -> model agrees with the datamodule's test batches, example by example."""
+    m = metrics_of(runs[data, "torch"])
+    predictor = Predictor.from_checkpoint(m["best_checkpoint"])
+    root = top / "data"
+    if data == "imdb":
+        texts, gold = raw_imdb_test(root / "imdb")
+        preds = predictor.predict(texts, batch_size=7)
+        right, total = sum(p.label == g for p, g in zip(preds, gold)), len(gold)
+        assert all(0.5 <= p.probability <= 1.0 for p in preds)
+    else:
+        texts, gold = raw_pos_test(root / "ud_english_ewt")
+        preds = predictor.predict(texts, batch_size=7)
+        assert all(len(p.tags) == len(g) for p, g in zip(preds, gold))
+        right = sum(t == g for p, gs in zip(preds, gold) for t, g in zip(p.tags, gs))
+        total = sum(map(len, gold))
+    assert right / total == pytest.approx(m["test_acc"], abs=1e-6)
+
+
+def test_batched_prediction_keeps_input_order_and_values(runs):
+    predictor = Predictor.from_checkpoint(metrics_of(runs["imdb", "torch"])["best_checkpoint"])
+    texts = ["Superb, wonderful, brilliant: I loved it.", "Awful, boring, terrible: I hated it.", "", "the plot " * 12,
+             "Loved it!"]
+    batched = predictor.predict(texts, batch_size=2)
+    for text, p in zip(texts, batched):
+        (alone,) = predictor.predict([text])
+        assert p.label == alone.label and p.probability == pytest.approx(alone.probability, abs=1e-5)
+    assert batched[2].label is None and batched[2].tokens == []
+    assert batched[0].label == "pos" and batched[1].label == "neg"
+
+
+def test_tagging_looks_up_lowercased_but_prints_the_original_tokens(runs, capsys):
+    ckpt = metrics_of(runs["pos", "torch"])["best_checkpoint"]
+    main = load_predict_cli()
+    assert main([f"ckpt={ckpt}", "text=THE BIG DOG SEES A CAT.", "format=json"]) == 0
+    upper = json.loads(capsys.readouterr().out)
+    assert upper["tokens"] == ["THE", "BIG", "DOG", "SEES", "A", "CAT", "."]
+    assert main([f"ckpt={ckpt}", "text=the big dog sees a cat."]) == 0
+    lower = capsys.readouterr().out.split()
+    assert [w.split("/")[1] for w in lower] == upper["tags"] and lower[0].startswith("the/")
+
+
+def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
+    """The real script in a fresh process: JSON lines from stdin; no datamodule imported, no cache created."""
+    ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['predict.py', 'ckpt={ckpt}', 'input=-', 'format=json']\n"
+             "code = 0\n"
+             "try:\n    runpy.run_path(%r, run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "print('MODULES', sorted(m for m in sys.modules if m.startswith('seqlab.data')), file=sys.stderr)\n"
+             "sys.exit(code)\n") % str(REPO / "scripts/predict.py")
+    env = {**os.environ, "SEQLAB_CACHE_DIR": str(tmp_path / "no-cache"), "SEQLAB_DATA_DIR": str(tmp_path / "none")}
+    stdin = "Superb, wonderful, brilliant: I loved it.\n\nAwful, boring, terrible: I hated it.\n"
+    proc = subprocess.run([sys.executable, "-c", probe], input=stdin, cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["label"] for r in lines] == ["pos", None, "neg"] and 0.5 <= lines[0]["probability"] <= 1.0
+    loaded = proc.stderr.split("MODULES", 1)[1]
+    assert "seqlab.data.imdb" not in loaded and "seqlab.data.pos" not in loaded and "seqlab.data.base" not in loaded
+    assert not (tmp_path / "no-cache").exists() and sorted(os.listdir(tmp_path)) == []
+
+
+# -- bad input --------------------------------------------------------------------------------------------------------
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = load_predict_cli()(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_bad_checkpoints_are_one_sentence_errors(tmp_path, capsys):
+    code, _, err = run_cli(capsys, f"ckpt={tmp_path / 'nope.ckpt'}", "text=good")
+    assert code == 2 and err.startswith("error: Checkpoint") and "not found" in err
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    code, _, err = run_cli(capsys, f"ckpt={tmp_path / 'notes.ckpt'}", "text=good")
+    assert code == 2 and "is not a readable PyTorch checkpoint" in err
+    torch.save({"state_dict": {}, "epoch": 3}, tmp_path / "plain.ckpt")
+    code, _, err = run_cli(capsys, f"ckpt={tmp_path / 'plain.ckpt'}", "text=good")
+    assert code == 2 and "is not a seqlab checkpoint" in err and err.count("\n") == 1
+
+
+def test_bad_arguments_and_empty_text(runs, tmp_path, capsys):
+    ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
+    for argv, message in [
+        (["text=good"], "No checkpoint given"),
+        ([f"ckpt={ckpt}"], "Give either text="),
+        ([f"ckpt={ckpt}", "text=  "], "text is empty"),
+        ([f"ckpt={ckpt}", "text=<br /><br />"], "text has no tokens"),
+        ([f"ckpt={ckpt}", "text=good", "colour=red"], "Unknown argument 'colour=red'"),
+        ([f"ckpt={ckpt}", "text=good", "batch_size=0"], "batch_size must be a positive integer"),
+        ([f"ckpt={ckpt}", f"input={tmp_path / 'missing.txt'}"], "not found"),
+        ([f"ckpt={ckpt}", "text=good", "device=gpu0"], "device must be cpu, cuda or cuda:N"),
+    ]:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
+    (tmp_path / "blank.txt").write_text("\n\n")
+    code, out, err = run_cli(capsys, f"ckpt={ckpt}", f"input={tmp_path / 'blank.txt'}")
+    assert code == 2 and "has no text to predict (2 lines, all empty)" in err and out == "\n\n"
+
+
+def test_unknown_words_long_input_and_non_utf8_files(runs, tmp_path, capsys):
+    ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
+    code, out, err = run_cli(capsys, f"ckpt={ckpt}", "text=Zyzzyva qwerty xylophone", "format=json")
+    assert code == 0 and "warning: none of the 3 tokens of the text is in the model's vocabulary" in err
+    assert json.loads(out)["label"] in ("neg", "pos")
+    long = " ".join(["superb"] * 100)
+    code, out, err = run_cli(capsys, f"ckpt={ckpt}", f"text={long}")
+    assert code == 0 and f"has 100 tokens; only the first {MAX_LENGTH}" in err and out.startswith("pos ")
+    (tmp_path / "latin1.txt").write_bytes("A superb film.\nUn film très ennuyeux.\n".encode("latin-1"))
+    code, out, err = run_cli(capsys, f"ckpt={ckpt}", f"input={tmp_path / 'latin1.txt'}")
+    assert code == 2 and "line 2 is not valid UTF-8 (byte 11)" in err and err.startswith("error: ")
+    with pytest.raises(DataError, match="line 2 is not valid UTF-8"):
+        list(read_lines(str(tmp_path / "latin1.txt")))

@@ -1,0 +1,193 @@
+"""Resume: a run killed with SIGKILL mid-epoch and resumed with `ckpt_path=last` in its run directory ends with the
+same weights and metrics as the uninterrupted run (CPU, trainer.deterministic=true); plus the pieces behind it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, make_imdb_tree
+
+from seqlab.callbacks_resume import StepSeed, resolve_ckpt_path
+from seqlab.data.resumable import ResumableDataLoader
+from seqlab.data.sampler import BucketBatchSampler
+from seqlab.errors import ConfigError
+
+STEPS_PER_EPOCH = 9  # 72 training reviews (80 minus the 10% validation carve) in batches of 8
+TRAIN = ["data.batch_size=8", "model.embedding_dim=16", "model.hidden_size=16", "model.optimizer.lr=0.05",
+         "trainer.max_epochs=3", "trainer.deterministic=true", "trainer.enable_progress_bar=false", "threads=1",
+         "data.tokenizer_workers=1"]
+
+# Runs scripts/train.py with each training step announced in $PROGRESS and slowed down, so the test can kill it
+# at a known point. Nothing else changes: the model, data and callbacks are those of the real script.
+SLOW = """
+import os, runpy, sys, time
+from seqlab.models.module import SeqModel
+step = SeqModel.training_step
+def slow_step(self, batch, batch_idx):
+    with open(os.environ["PROGRESS"], "w") as f:
+        f.write(str(self.global_step))
+    time.sleep(float(os.environ["STEP_SLEEP"]))
+    return step(self, batch, batch_idx)
+SeqModel.training_step = slow_step
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def command(tmp: Path, run: str, *extra: str, slow: bool = False) -> list[str]:
+    script = [str(tmp / "slow.py")] if slow else []
+    return [sys.executable, *script, str(REPO / "scripts/train.py"), f"hydra.run.dir={tmp / run}",
+            f"data.root={tmp / 'imdb'}", *TRAIN, *extra]
+
+
+def env_for(tmp: Path, **kw: str) -> dict[str, str]:
+    return {**os.environ, "SEQLAB_CACHE_DIR": str(tmp / "cache"), "PYTHONUNBUFFERED": "1", **kw}
+
+
+def start(cmd: list[str], tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=tmp, env=env_for(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out[-5000:]
+    return out
+
+
+def run_ok(cmd: list[str], tmp: Path) -> str:
+    return finish(start(cmd, tmp))
+
+
+def kill_at_step(cmd: list[str], tmp: Path, step: int) -> int:
+    """Start `cmd` (slowed), SIGKILL it once it is training global step `step`; the step it was killed in."""
+    progress = tmp / "progress"
+    proc = subprocess.Popen(cmd, cwd=tmp, env=env_for(tmp, PROGRESS=str(progress), STEP_SLEEP="0.3"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = progress.read_text() if progress.is_file() else ""
+            if text and int(text) >= step:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, f"not killed ({proc.returncode}):\n{proc.stderr.read()[-3000:]}"
+    return int(progress.read_text())
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    make_imdb_tree(tmp_path / "imdb", n_per_class=40)
+    (tmp_path / "slow.py").write_text(SLOW)
+    # The uninterrupted run, meanwhile (both may build the data cache: its writes are atomic).
+    whole = start(command(tmp_path, "whole", "checkpoint_every_n_steps=2"), tmp_path)
+
+    killed_in = kill_at_step(command(tmp_path, "run", "checkpoint_every_n_steps=2", slow=True), tmp_path,
+                             step=STEPS_PER_EPOCH + 4)  # the 5th batch of the 2nd epoch
+    finish(whole)
+    run = tmp_path / "run"
+    assert not (run / "metrics.json").exists()
+    saved = torch.load(run / "checkpoints/last-step.ckpt", weights_only=True)
+    assert saved["epoch"] == 1 and STEPS_PER_EPOCH < saved["global_step"] <= killed_in < 2 * STEPS_PER_EPOCH
+    assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == \
+        saved["global_step"] - STEPS_PER_EPOCH  # the loader's position in the epoch travels with the checkpoint
+
+    out = run_ok(command(tmp_path, "run", "checkpoint_every_n_steps=2", "ckpt_path=last"), tmp_path)
+    assert f"Restoring states from the checkpoint path at {run / 'checkpoints/last-step.ckpt'}" in out
+
+    whole = json.loads((tmp_path / "whole/metrics.json").read_text())
+    resumed = json.loads((run / "metrics.json").read_text())
+    for key in ("val_acc", "test_acc", "test_loss", "epochs"):
+        assert resumed[key] == whole[key], key
+    assert Path(resumed["best_checkpoint"]).name == Path(whole["best_checkpoint"]).name
+    a = torch.load(tmp_path / "whole/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 3 * STEPS_PER_EPOCH
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_sigkill_without_step_checkpoints_resumes_from_the_epoch_end(tmp_path):
+    """checkpoint_every_n_steps=null: the killed epoch is re-run from its start; the result is the same."""
+    make_imdb_tree(tmp_path / "imdb", n_per_class=40)
+    (tmp_path / "slow.py").write_text(SLOW)
+    run_ok(command(tmp_path, "whole", "checkpoint_every_n_steps=null"), tmp_path)
+    kill_at_step(command(tmp_path, "run", "checkpoint_every_n_steps=null", slow=True), tmp_path, STEPS_PER_EPOCH + 4)
+    out = run_ok(command(tmp_path, "run", "checkpoint_every_n_steps=null", "ckpt_path=last"), tmp_path)
+    assert "checkpoints/last.ckpt" in out and not (tmp_path / "run/checkpoints/last-step.ckpt").exists()
+    whole = json.loads((tmp_path / "whole/metrics.json").read_text())
+    resumed = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert (resumed["val_acc"], resumed["test_acc"]) == (whole["val_acc"], whole["test_acc"])
+
+
+# -- the pieces -------------------------------------------------------------------------------------------------------
+
+def test_batch_sampler_resumes_inside_the_saved_epoch_only():
+    s = BucketBatchSampler(torch.arange(1, 41), batch_size=4, seed=3)
+    s.set_epoch(2)
+    full = list(s)
+    s.resume_at(epoch=2, batches_done=3)
+    assert list(s) == full[3:]
+    s.set_epoch(3)
+    assert len(list(s)) == len(full)  # the next epoch is whole
+
+
+def test_resumable_loader_state_round_trip():
+    data = list(range(40))
+
+    def loader():
+        return ResumableDataLoader(data, batch_sampler=BucketBatchSampler(torch.ones(40), batch_size=4, seed=1))
+
+    a = loader()
+    a.batch_sampler.set_epoch(1)
+    it = iter(a)
+    seen = [next(it).tolist() for _ in range(4)]
+    state = a.state_dict()
+    assert state == {"epoch": 1, "batches": 4, "num_batches": 10}
+    b = loader()
+    b.load_state_dict(state)
+    b.batch_sampler.set_epoch(1)  # Lightning calls this after load_state_dict, before the first batch
+    rest = [x.tolist() for x in b]
+    assert seen + rest == loader_batches(1)  # together, the whole epoch once, in order
+    assert b.state_dict()["batches"] == 10
+    with pytest.raises(ConfigError, match="saved with 9 training batches per epoch, this run has 10"):
+        loader().load_state_dict({**state, "num_batches": 9})
+
+
+def loader_batches(epoch: int) -> list[list[int]]:
+    s = BucketBatchSampler(torch.ones(40), batch_size=4, seed=1)
+    s.set_epoch(epoch)
+    return list(s)
+
+
+def test_step_seed_depends_on_the_step_alone():
+    class Trainer:
+        global_rank, global_step = 0, 5
+
+    cb = StepSeed(seed=7)
+    cb.on_train_batch_start(Trainer(), None, None, 0)
+    a = torch.rand(3)
+    torch.rand(100)  # whatever else drew numbers in between
+    cb.on_train_batch_start(Trainer(), None, None, 0)
+    assert torch.equal(torch.rand(3), a)
+    Trainer.global_step = 6
+    cb.on_train_batch_start(Trainer(), None, None, 0)
+    assert not torch.equal(torch.rand(3), a)
+
+
+def test_ckpt_path_must_exist(tmp_path):
+    assert resolve_ckpt_path(None) is None and resolve_ckpt_path("last") == "last"
+    with pytest.raises(ConfigError, match="ckpt_path .*missing.ckpt is not a file"):
+        resolve_ckpt_path(str(tmp_path / "missing.ckpt"))
