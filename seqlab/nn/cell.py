@@ -121,9 +121,7 @@ class LSTMCell(nn.Module):
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if input.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"LSTMCell: input has {input.size(-1)} features but input_size is {self.input_size}"
-            )
+            raise RuntimeError(f"LSTMCell: input has {input.size(-1)} features but input_size is {self.input_size}")
         batched = input.dim() == 2
         if not batched:
             input = input.unsqueeze(0)

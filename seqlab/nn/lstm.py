@@ -138,7 +138,7 @@ class LSTM(nn.Module):
     def _layer_weights(self) -> list[list[tuple[Tensor, ...]]]:
         """Per layer, per direction: (w_ih, w_hh, b_ih, b_hh), biases None when bias=False."""
         D = self.num_directions
-        per_direction = [tuple(w) + (None, None) * (not self.bias) for w in self.all_weights]
+        per_direction = [tuple(ws) if self.bias else (*ws, None, None) for ws in self.all_weights]
         return [per_direction[k * D : (k + 1) * D] for k in range(self.num_layers)]
 
     def forward(

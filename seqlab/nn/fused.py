@@ -1,0 +1,162 @@
+"""The fast path: one LSTM direction as a single autograd node with a hand-derived backward.
+
+Why it is fast (CPU, measured with scripts/bench_lstm.py):
+
+* the input projection x W_ihᵀ + b of all T steps is one matmul; only h W_hhᵀ stays in the loop, added in place
+  into the gate buffer (``addmm_``);
+* forward and backward write into preallocated buffers with in-place ops, and autograd records one node per
+  direction instead of ~12 per step; the weight gradients are single big matmuls after the loop
+  (dW_hh = (4H × T·N) @ (T·N × H)) rather than T small ones;
+* tanh(a) is computed as 2σ(2a) − 1 so that one sigmoid call covers all four gates (the g rows of the weights and
+  bias are scaled by 2 up front);
+* constants are 0-dim tensors (a Python scalar costs a conversion per op), and without autograd (inference) the
+  gates are projected a block of steps at a time into a small reused buffer instead of one T·N·4H allocation
+  (fresh large allocations are page-faulted in, which costs as much as a matmul here).
+
+Shapes: T steps, N batch, H hidden, G = 4H. ``batch_sizes`` (PackedSequence's, sequences sorted longest first) means
+only the first ``batch_sizes[t]`` sequences run at time t; the rest carry their state. ``reverse`` runs from t = T-1
+down to 0, so every sequence's reverse pass starts at its own last real step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+_BLOCK_ELEMENTS = 1 << 21  # inference: gate buffer of about 8 MB (float32), reused across blocks of steps
+
+
+def fused_forward(x, w_ih, w_hh, bias, h0, c0, batch_sizes=None, reverse=False, keep=True):
+    """Run one direction. x (T, N, H_in); w_ih (G, H_in); w_hh (G, H); bias (G,) or None; h0, c0 (N, H).
+
+    Returns out (T, N, H), h_n, c_n (N, H), and, if ``keep``, what backward needs: (gates (T, N, G) activated
+    as (i, f, g, o), hs (T+1, N, H), cs (T+1, N, H), tanh_c (T, N, H)). States are indexed by time: step t reads
+    ``hs[t]`` and writes ``hs[t+1]`` (forward) or reads ``hs[t+1]`` and writes ``hs[t]`` (reverse), so ``out`` is a
+    contiguous slice of ``hs`` either way.
+    """
+    T, N, _ = x.shape
+    G = w_hh.size(0)
+    H = G // 4
+    scale = x.new_ones(G)
+    scale[2 * H : 3 * H] = 2.0
+    one, two = x.new_ones(()), x.new_full((), 2.0)
+    x2d = x.reshape(T * N, -1)
+    w_ih_s = (w_ih * scale[:, None]).t()
+    bias_s = None if bias is None else bias * scale
+    w_hh_s = w_hh.t() * scale
+
+    def project(lo, hi, out=None):  # gate pre-activations from the input for times [lo, hi): (hi - lo, N, G)
+        rows = x2d[lo * N : hi * N]
+        res = torch.mm(rows, w_ih_s, out=out) if bias_s is None else torch.addmm(bias_s, rows, w_ih_s, out=out)
+        return res.view(hi - lo, N, G)
+
+    hs = x.new_empty(T + 1, N, H)
+    hs[T if reverse else 0] = h0
+    if keep:
+        gates = project(0, T)
+        cs, tanh_c = x.new_empty(T + 1, N, H), x.new_empty(T, N, H)
+        cs[T if reverse else 0] = c0
+    else:  # c and tanh(c) only for the current step (ping-pong), gates a block of steps at a time
+        block = max(1, _BLOCK_ELEMENTS // (N * G))
+        buf = x.new_empty(min(block, T) * N, G)
+        cs, tanh_c = x.new_empty(2, N, H), x.new_empty(1, N, H)
+        cs[0] = c0
+    for s, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
+        prev, new = (t + 1, t) if reverse else (t, t + 1)
+        if keep:
+            g, c_prev, c_new, tc = gates[t], cs[prev], cs[new], tanh_c[t]
+        else:
+            if s % block == 0:
+                lo, hi = (max(t + 1 - block, 0), t + 1) if reverse else (t, min(t + block, T))
+                blk, blk_lo = project(lo, hi, buf[: (hi - lo) * N]), lo
+            g, c_prev, c_new, tc = blk[t - blk_lo], cs[s % 2], cs[(s + 1) % 2], tanh_c[0]
+        h_prev, h_new = hs[prev], hs[new]
+        n = N if batch_sizes is None else batch_sizes[t]
+        if n < N:  # finished sequences carry their state unchanged
+            h_new[n:] = h_prev[n:]
+            c_new[n:] = c_prev[n:]
+            g, h_prev, c_prev, h_new, c_new, tc = (v[:n] for v in (g, h_prev, c_prev, h_new, c_new, tc))
+        g.addmm_(h_prev, w_hh_s).sigmoid_()
+        i, f, gg, o = g.chunk(4, 1)
+        gg.mul_(two).sub_(one)  # tanh(a_g) = 2σ(2 a_g) − 1
+        torch.mul(f, c_prev, out=c_new).addcmul_(i, gg)  # c = f c_prev + i g
+        torch.mul(c_new, two, out=tc).sigmoid_().mul_(two).sub_(one)  # tanh(c)
+        torch.mul(o, tc, out=h_new)  # h = o tanh(c)
+    out = hs[:T] if reverse else hs[1:]
+    h_n = hs[0 if reverse else T].clone()
+    if not keep:
+        return out, h_n, cs[T % 2].clone(), None
+    return out, h_n, cs[0 if reverse else T].clone(), (gates, hs, cs, tanh_c)
+
+
+class FusedDirection(torch.autograd.Function):
+    """Autograd wrapper of :func:`fused_forward`: (x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse)
+    -> (out, h_n, c_n). First-order gradients only (``once_differentiable``)."""
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse):
+        out, h_n, c_n, saved = fused_forward(x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse, keep=True)
+        ctx.save_for_backward(x, w_ih, w_hh, *saved)
+        ctx.batch_sizes, ctx.reverse = batch_sizes, reverse
+        ctx.set_materialize_grads(False)
+        return out, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hn, d_cn):
+        x, w_ih, w_hh, gates, hs, cs, tanh_c = ctx.saved_tensors
+        batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
+        T, N, G = gates.shape
+        H = G // 4
+        d_gates = torch.empty_like(gates)  # d loss / d gate pre-activations
+        dh = hs.new_zeros(N, H) if d_hn is None else d_hn.clone()
+        dc = hs.new_zeros(N, H) if d_cn is None else d_cn.clone()
+        tmp, deriv, one = hs.new_empty(N, H), hs.new_empty(N, G), hs.new_ones(())
+        for t in range(T) if reverse else range(T - 1, -1, -1):
+            if d_out is not None:
+                dh.add_(d_out[t])
+            a, da, c_prev, tc = gates[t], d_gates[t], cs[t + 1 if reverse else t], tanh_c[t]
+            dh_, dc_, tmp_, der = dh, dc, tmp, deriv
+            n = N if batch_sizes is None else batch_sizes[t]
+            if n < N:  # finished sequences: no gate gradient; dh and dc pass on to the carried state
+                da[n:] = 0.0
+                a, da, c_prev, tc, dh_, dc_, tmp_, der = (v[:n] for v in (a, da, c_prev, tc, dh, dc, tmp, deriv))
+            i, f, g, o = a.chunk(4, 1)
+            di, df, dg, do = da.chunk(4, 1)
+            torch.addcmul(one, tc, tc, value=-1.0, out=tmp_).mul_(o)
+            dc_.addcmul_(dh_, tmp_)  # h = o tanh(c): dc += dh o (1 - tanh²c)
+            torch.mul(dc_, g, out=di)  # c = f c_prev + i g: gradients w.r.t. the activations i, f, g, o
+            torch.mul(dc_, c_prev, out=df)
+            torch.mul(dc_, i, out=dg)
+            torch.mul(dh_, tc, out=do)
+            torch.addcmul(a, a, a, value=-1.0, out=der)  # σ' = s (1 - s) for i, f, o ...
+            torch.addcmul(one, g, g, value=-1.0, out=der[:, 2 * H : 3 * H])  # ... tanh' = 1 - g² for g
+            da.mul_(der)
+            dc_.mul_(f)
+            torch.mm(da, w_hh, out=dh_)
+        d_flat = d_gates.view(T * N, G)
+        need = ctx.needs_input_grad
+        d_x = d_flat.mm(w_ih).view(x.shape) if need[0] else None
+        d_w_ih = d_flat.t().mm(x.reshape(T * N, -1)) if need[1] else None
+        d_w_hh = d_flat.t().mm((hs[1:] if reverse else hs[:T]).reshape(T * N, H)) if need[2] else None
+        d_bias = d_flat.sum(0) if need[3] else None
+        return d_x, d_w_ih, d_w_hh, d_bias, dh, dc, None, None
+
+
+def fused_direction(
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Tensor | None,
+    h0: Tensor,
+    c0: Tensor,
+    batch_sizes: Sequence[int] | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One direction through the fast path: autograd node if anything needs a gradient, else inference mode."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w_ih, w_hh, bias, h0, c0)):
+        return FusedDirection.apply(x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse)
+    return fused_forward(x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse, keep=False)[:3]
