@@ -3,10 +3,11 @@
 A run killed at any point (even SIGKILL, mid-epoch) and resumed with `ckpt_path=last` in the same run directory ends
 with the same weights and metrics as the uninterrupted run (tests/test_resume.py). Three pieces make that hold:
 
-- `checkpoints/last-step.ckpt`, rewritten every `checkpoint_every_n_steps` training steps (atomically), besides the
-  epoch-end `last.ckpt`; Lightning's `ckpt_path="last"` takes the newer of the two.
+- `checkpoints/last-step.ckpt`, rewritten every `checkpoint_every_n_steps` training steps (Lightning writes through a
+  temporary file), besides the epoch-end `last.ckpt`; Lightning's `ckpt_path="last"` takes the newer of the two.
 - The training DataLoader is resumable (`seqlab.data.resumable`): its position in the epoch is saved in the
-  checkpoint, and the resumed epoch skips the batches already trained on, in the same (seed, epoch) order.
+  checkpoint, and the resumed epoch skips the batches already trained on, in the same (seed, epoch) order; random
+  choices made while collating a batch are seeded by the batch's position.
 - `StepSeed`: the global torch RNG is re-seeded from (seed, rank, global step) before every training step, so
   dropout masks depend on the step alone, not on how many random numbers were drawn since the process started
   (DataLoader iterators, sanity checks and restores all draw some). fairseq seeds each update the same way.
@@ -14,7 +15,6 @@ with the same weights and metrics as the uninterrupted run (tests/test_resume.py
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,11 @@ import torch
 from hydra.utils import to_absolute_path
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from seqlab.data.resumable import derived_seed
 from seqlab.errors import ConfigError
 
 LAST_CHECKPOINT = "last"  # the state after the latest epoch
 STEP_CHECKPOINT = "last-step"  # matches Lightning's "last*" pattern, so ckpt_path="last" considers it
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """A 63-bit seed that differs for every (seed, rank, step)."""
-    digest = hashlib.blake2b(f"{seed}:{rank}:{step}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 class StepSeed(pl.Callback):
@@ -43,7 +38,7 @@ class StepSeed(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        torch.manual_seed(step_seed(self.seed, trainer.global_rank, trainer.global_step))
+        torch.manual_seed(derived_seed(self.seed, trainer.global_rank, trainer.global_step))
 
 
 def resume_callbacks(seed: int, checkpoint_dir: Path, every_n_steps: int | None) -> list[pl.Callback]:

@@ -140,7 +140,7 @@ class Predictor:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
-    def predict(self, texts: Iterable[str], batch_size: int = 64) -> list[Prediction]:
+    def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[Prediction]:
         """One Prediction per text, in order. Texts are sorted by length and batched, so padding stays small."""
         encoded = [self.encode(t) for t in texts]
         out = [Prediction(e.tokens, truncated=e.truncated, unknown=e.unknown) for e in encoded]
@@ -157,7 +157,7 @@ class Predictor:
                     out[i].label, out[i].probability = self.labels[int(label[row])], float(p[row])
         return out
 
-    def predict_stream(self, texts: Iterable[str], batch_size: int = 64, chunk: int = 2048) -> Iterator[Prediction]:
+    def predict_stream(self, texts: Iterable[str], batch_size: int = 32, chunk: int = 2048) -> Iterator[Prediction]:
         """`predict` over an endless iterable, `chunk` texts at a time (length-sorted within each chunk)."""
         pending: list[str] = []
         for text in texts:

@@ -166,6 +166,23 @@ def test_resumable_loader_state_round_trip():
         loader().load_state_dict({**state, "num_batches": 9})
 
 
+def test_random_choices_while_collating_repeat_on_resume():
+    """A collate that draws random numbers (data.unk_replace does) gives the same batches after a resume."""
+
+    def loader():
+        return ResumableDataLoader(list(range(40)), batch_sampler=BucketBatchSampler(torch.ones(40), 4, seed=1),
+                                   collate_fn=lambda items: torch.tensor(items) + 1000 * torch.randint(9, (1,)))
+
+    a = loader()
+    a.batch_sampler.set_epoch(2)
+    whole = [x.tolist() for x in a]
+    b = loader()
+    b.load_state_dict({"epoch": 2, "batches": 6, "num_batches": 10})
+    b.batch_sampler.set_epoch(2)
+    torch.rand(123)  # whatever drew random numbers before the resumed epoch started
+    assert [x.tolist() for x in b] == whole[6:]
+
+
 def loader_batches(epoch: int) -> list[list[int]]:
     s = BucketBatchSampler(torch.ones(40), batch_size=4, seed=1)
     s.set_epoch(epoch)

@@ -4,16 +4,28 @@ Lightning saves `state_dict()` of every training DataLoader that has one inside 
 resume, calls `load_state_dict()` before it creates the resumed epoch's iterator. The batch sampler (a
 `BucketBatchSampler`) then starts that epoch after the batches already trained on: same (seed, epoch) order, no
 batch repeated or loaded twice. Without this, Lightning restarts a resumed epoch's data from its first batch.
+
+Random choices made while collating a batch (`data.unk_replace`) must repeat on resume too: each batch is collated
+from torch's global RNG seeded by (seed, rank, epoch, position in the epoch), so they depend on the batch alone
+(in this process: with `num_workers > 0` the workers' draws still depend on where their iterator started).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from seqlab.errors import ConfigError
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed that differs for every tuple of integers."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class ResumableDataLoader(DataLoader):
@@ -23,8 +35,15 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         # A generator: its body runs at the first `next()`, after Lightning has called `set_epoch` for the epoch.
-        self._position = self.batch_sampler.resume_offset()
-        for batch in super().__iter__():
+        sampler = self.batch_sampler
+        self._position = sampler.resume_offset()
+        batches = super().__iter__()
+        while True:
+            torch.manual_seed(derived_seed(sampler.seed, sampler.rank, sampler.sampler.epoch, self._position))
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
             self._position += 1
             yield batch
 
