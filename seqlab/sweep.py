@@ -14,8 +14,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -24,24 +22,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import ConfigError
+from seqlab.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 NOT_METRICS = {"best_checkpoint", "last_checkpoint", "overrides", "run_dir", "wall_time_s"}
 FIRST_METRICS = ("val_acc", "test_acc")
 STATUS_ORDER = {"ok": 0, "failed": 1, "incomplete": 2}
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write via a temp file and rename (as seqlab.data.cache does; kept here so summaries need no torch import)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def short_dirname(name: str, limit: int = 200) -> str:
