@@ -55,32 +55,35 @@ def fused_forward(x, w_ih, w_hh, bias, h0, c0, batch_sizes=None, reverse=False, 
 
     hs = x.new_empty(T + 1, N, H)
     hs[T if reverse else 0] = h0
+    h_l = hs.unbind(0)  # per-step views made in one call: indexing inside the loop costs a dispatch per step
     if keep:
         gates = project(0, T)
         cs, tanh_c = x.new_empty(T + 1, N, H), x.new_empty(T, N, H)
         cs[T if reverse else 0] = c0
+        g_l, c_l, tc_l = gates.unbind(0), cs.unbind(0), tanh_c.unbind(0)
     else:  # c and tanh(c) only for the current step (ping-pong), gates a block of steps at a time
         block = max(1, _BLOCK_ELEMENTS // (N * G))
         buf = x.new_empty(min(block, T) * N, G)
-        cs, tanh_c = x.new_empty(2, N, H), x.new_empty(1, N, H)
+        cs, tc_step = x.new_empty(2, N, H), x.new_empty(N, H)
         cs[0] = c0
+        c_l = cs.unbind(0)
     for s, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
         prev, new = (t + 1, t) if reverse else (t, t + 1)
         if keep:
-            g, c_prev, c_new, tc = gates[t], cs[prev], cs[new], tanh_c[t]
+            g, c_prev, c_new, tc = g_l[t], c_l[prev], c_l[new], tc_l[t]
         else:
             if s % block == 0:
                 lo, hi = (max(t + 1 - block, 0), t + 1) if reverse else (t, min(t + block, T))
-                blk, blk_lo = project(lo, hi, buf[: (hi - lo) * N]), lo
-            g, c_prev, c_new, tc = blk[t - blk_lo], cs[s % 2], cs[(s + 1) % 2], tanh_c[0]
-        h_prev, h_new = hs[prev], hs[new]
+                blk_l, blk_lo = project(lo, hi, buf[: (hi - lo) * N]).unbind(0), lo
+            g, c_prev, c_new, tc = blk_l[t - blk_lo], c_l[s % 2], c_l[(s + 1) % 2], tc_step
+        h_prev, h_new = h_l[prev], h_l[new]
         n = N if batch_sizes is None else batch_sizes[t]
         if n < N:  # finished sequences carry their state unchanged
             h_new[n:] = h_prev[n:]
             c_new[n:] = c_prev[n:]
             g, h_prev, c_prev, h_new, c_new, tc = (v[:n] for v in (g, h_prev, c_prev, h_new, c_new, tc))
         g.addmm_(h_prev, w_hh_s).sigmoid_()
-        i, f, gg, o = g.chunk(4, 1)
+        i, f, gg, o = g.view(n, 4, H).unbind(1)
         gg.mul_(two).sub_(one)  # tanh(a_g) = 2σ(2 a_g) − 1
         torch.mul(f, c_prev, out=c_new).addcmul_(i, gg)  # c = f c_prev + i g
         torch.mul(c_new, two, out=tc).sigmoid_().mul_(two).sub_(one)  # tanh(c)
@@ -115,17 +118,19 @@ class FusedDirection(torch.autograd.Function):
         dh = hs.new_zeros(N, H) if d_hn is None else d_hn.clone()
         dc = hs.new_zeros(N, H) if d_cn is None else d_cn.clone()
         tmp, deriv, one = hs.new_empty(N, H), hs.new_empty(N, G), hs.new_ones(())
+        a_l, da_l, c_l, tc_l = gates.unbind(0), d_gates.unbind(0), cs.unbind(0), tanh_c.unbind(0)
+        d_out_l = None if d_out is None else d_out.unbind(0)
         for t in range(T) if reverse else range(T - 1, -1, -1):
-            if d_out is not None:
-                dh.add_(d_out[t])
-            a, da, c_prev, tc = gates[t], d_gates[t], cs[t + 1 if reverse else t], tanh_c[t]
+            if d_out_l is not None:
+                dh.add_(d_out_l[t])
+            a, da, c_prev, tc = a_l[t], da_l[t], c_l[t + 1 if reverse else t], tc_l[t]
             dh_, dc_, tmp_, der = dh, dc, tmp, deriv
             n = N if batch_sizes is None else batch_sizes[t]
             if n < N:  # finished sequences: no gate gradient; dh and dc pass on to the carried state
                 da[n:] = 0.0
                 a, da, c_prev, tc, dh_, dc_, tmp_, der = (v[:n] for v in (a, da, c_prev, tc, dh, dc, tmp, deriv))
-            i, f, g, o = a.chunk(4, 1)
-            di, df, dg, do = da.chunk(4, 1)
+            i, f, g, o = a.view(n, 4, H).unbind(1)
+            di, df, dg, do = da.view(n, 4, H).unbind(1)
             torch.addcmul(one, tc, tc, value=-1.0, out=tmp_).mul_(o)
             dc_.addcmul_(dh_, tmp_)  # h = o tanh(c): dc += dh o (1 - tanh²c)
             torch.mul(dc_, g, out=di)  # c = f c_prev + i g: gradients w.r.t. the activations i, f, g, o
