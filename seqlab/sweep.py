@@ -14,12 +14,16 @@ import io
 import json
 import logging
 import math
+import os
+import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqlab.errors import ConfigError
 from seqlab.io import atomic_write_text
@@ -221,3 +225,34 @@ class SweepSummary(Callback):
             return
         print("\n" + md, flush=True)
         log.info("Sweep summary written to %s (summary.csv, summary.md)", sweep_dir)
+
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def ddp_ready_job(hc: DictConfig) -> Iterator[None]:
+    """One job of a multirun, made safe for Lightning's `ddp` launcher.
+
+    That launcher starts ranks 1.. by re-running this script with sys.argv plus `hydra.run.dir=<hydra.run.dir>`:
+    in a multirun that would be the whole sweep again, in the wrong directory. Give it this job's overrides as a
+    single run in this job's directory instead; afterwards leave no process group or rank variables behind, or the
+    next job would wait for ranks that never come.
+    """
+    argv, env = sys.argv, {k: os.environ.get(k) for k in DDP_ENV}
+    sys.argv = [argv[0], *hc.overrides.task, "hydra.mode=RUN"]
+    with read_write(hc):
+        hc.run.dir = hc.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        import torch.distributed  # here, not at the top: summaries stay free of torch imports
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
