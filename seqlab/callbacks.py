@@ -11,7 +11,7 @@ log = logging.getLogger("seqlab")
 
 
 class EpochSummary(pl.Callback):
-    """Logs `epoch N: train/loss=... val/acc=... | 41.2 s, 52,000 tokens/s` and logs tokens/s to TensorBoard."""
+    """Logs `epoch N: train/loss=... val/acc=... lr=0.001 | 41.2 s, 52,000 tokens/s`; tokens/s also to TensorBoard."""
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start, self.tokens = time.perf_counter(), 0
@@ -29,5 +29,7 @@ class EpochSummary(pl.Callback):
         shown = {k: float(v) for k, v in trainer.callback_metrics.items()
                  if k.endswith(("loss_epoch", "acc_epoch")) or k.startswith("val/")}
         text = " ".join(f"{k.replace('_epoch', '')}={v:.4f}" for k, v in sorted(shown.items()))
+        if trainer.optimizers:  # the learning rate this epoch trained with (a scheduler may change it)
+            text += f" lr={trainer.optimizers[0].param_groups[0]['lr']:.3g}"
         if trainer.is_global_zero:
             log.info("epoch %d: %s | %.1f s, %s tokens/s", trainer.current_epoch, text, seconds, f"{rate:,.0f}")

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.callbacks import EpochSummary
@@ -112,6 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
+    if cfg.model.get("scheduler"):
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
     if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
         from seqlab.debug import RecordSamples
         callbacks.append(RecordSamples(run_dir / "samples"))

@@ -101,3 +101,12 @@ def test_vector_dimension_mismatch_is_reported(tmp_path):
     vec.write_text("the 0.1 0.2 0.3\nmovie 0.3 0.2 0.1\n", encoding="utf-8")
     proc = run_train(tmp_path, f"data.root={tmp_path / 'imdb'}", *SMALL, f"model.vectors={vec}", check=False)
     assert proc.returncode == 2 and "embedding_dim" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
+    make_imdb_tree(tmp_path / "imdb")
+    run_train(tmp_path, f"data.root={tmp_path / 'imdb'}", *SMALL, "trainer.max_epochs=3",
+              "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 1, gamma: 0.5}")
+    log = (tmp_path / "run/train.log").read_text()
+    assert [line.split("lr=")[1].split()[0] for line in log.splitlines() if "lr=" in line] == ["0.001", "0.0005",
+                                                                                           "0.00025"]

@@ -93,3 +93,29 @@ def test_bad_model_config_is_a_clear_error(kw, key):
 def test_frozen_embeddings():
     model = SeqModel(META, freeze_embeddings=True)
     assert not model.encoder.embedding.weight.requires_grad and model.encoder.lstm.weight_ih_l0.requires_grad
+
+
+def test_optimizer_without_scheduler_is_plain():
+    opt = SeqModel(META, optimizer={"_target_": "torch.optim.SGD", "lr": 0.3}).configure_optimizers()
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 0.3
+
+
+@pytest.mark.parametrize("monitor, mode", [(None, "max"), ("val/loss", "min")])
+def test_plateau_scheduler_follows_the_monitored_metric(monitor, mode):
+    spec = {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "factor": 0.25, "patience": 0}
+    if monitor:
+        spec["monitor"] = monitor
+    conf = SeqModel(META, scheduler=spec).configure_optimizers()
+    sched = conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["monitor"] == (monitor or "val/acc")
+    assert isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) and sched.mode == mode
+    assert sched.optimizer is conf["optimizer"]
+    sched.step(0.5)
+    sched.step(0.4 if mode == "max" else 0.6)  # worse: the rate drops by `factor`
+    assert conf["optimizer"].param_groups[0]["lr"] == pytest.approx(0.25e-3)
+
+
+@pytest.mark.parametrize("spec", ["cosine", {"T_max": 3}])
+def test_bad_scheduler_config_is_a_clear_error(spec):
+    with pytest.raises(ConfigError, match="model.scheduler must be null or a mapping with a _target_"):
+        SeqModel(META, scheduler=spec)

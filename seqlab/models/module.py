@@ -17,6 +17,7 @@ from seqlab.models.chars import CHAR_ENCODERS
 from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
 
 POOLINGS = ("last", "max", "mean")
+SCHEDULER_KEYS = ("monitor", "interval", "frequency")  # model.scheduler keys that go to Lightning, not the scheduler
 
 
 def _check(cfg: dict[str, Any]) -> None:
@@ -33,6 +34,11 @@ def _check(cfg: dict[str, Any]) -> None:
                          ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
+    for key in ("optimizer", "scheduler"):
+        spec = cfg.get(key)
+        if spec is not None and not (isinstance(spec, dict) and isinstance(spec.get("_target_"), str)):
+            raise ConfigError(f"model.{key} must be null or a mapping with a _target_ class path "
+                              f"(e.g. torch.optim.lr_scheduler.ReduceLROnPlateau); got {spec!r}.")
 
 
 def _plain(value: Any) -> Any:
@@ -57,10 +63,10 @@ class SeqModel(pl.LightningModule):
                  num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.5, pooling: str = "last",
                  backend: str = "torch", path: str = "auto", optimizer: dict[str, Any] | None = None,
                  vectors: str | None = None, freeze_embeddings: bool = False, char_encoder: str | None = None,
-                 char_dim: int = 30, char_hidden: int = 50):
+                 char_dim: int = 30, char_hidden: int = 50, scheduler: dict[str, Any] | None = None):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
-        metadata, optimizer = _plain(metadata), _plain(optimizer)
+        metadata, optimizer, scheduler = _plain(metadata), _plain(optimizer), _plain(scheduler)
         self.save_hyperparameters()
         _check(self.hparams)
         self.task = metadata["task"]
@@ -183,5 +189,14 @@ class SeqModel(pl.LightningModule):
 
     def configure_optimizers(self):
         spec = dict(self.hparams.optimizer or {"_target_": "torch.optim.Adam", "lr": 1e-3})
-        spec["_partial_"] = True
-        return instantiate(spec)(params=self.parameters())
+        optimizer = instantiate({**spec, "_partial_": True})(params=self.parameters())
+        if not self.hparams.get("scheduler"):
+            return optimizer
+        spec = dict(self.hparams.scheduler)
+        # Lightning's own keys sit beside the scheduler's arguments: what it monitors, and when it steps.
+        lightning = {key: spec.pop(key) for key in SCHEDULER_KEYS if key in spec}
+        lightning.setdefault("monitor", "val/acc")
+        if spec["_target_"].endswith("ReduceLROnPlateau"):  # its mode follows the monitored metric unless given
+            spec.setdefault("mode", "min" if "loss" in lightning["monitor"] else "max")
+        scheduler = instantiate({**spec, "_partial_": True})(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning}}
