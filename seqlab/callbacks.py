@@ -15,6 +15,8 @@ class EpochSummary(pl.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.start, self.tokens = time.perf_counter(), 0
+        # the rate this epoch trains with: epoch-interval schedulers step before on_train_epoch_end
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch has no on_train_epoch_start
@@ -29,7 +31,7 @@ class EpochSummary(pl.Callback):
         shown = {k: float(v) for k, v in trainer.callback_metrics.items()
                  if k.endswith(("loss_epoch", "acc_epoch")) or k.startswith("val/")}
         text = " ".join(f"{k.replace('_epoch', '')}={v:.4f}" for k, v in sorted(shown.items()))
-        if trainer.optimizers:  # the learning rate this epoch trained with (a scheduler may change it)
-            text += f" lr={trainer.optimizers[0].param_groups[0]['lr']:.3g}"
+        if self.lr is not None:
+            text += f" lr={self.lr:.3g}"
         if trainer.is_global_zero:
             log.info("epoch %d: %s | %.1f s, %s tokens/s", trainer.current_epoch, text, seconds, f"{rate:,.0f}")

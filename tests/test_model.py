@@ -119,3 +119,32 @@ def test_plateau_scheduler_follows_the_monitored_metric(monitor, mode):
 def test_bad_scheduler_config_is_a_clear_error(spec):
     with pytest.raises(ConfigError, match="model.scheduler must be null or a mapping with a _target_"):
         SeqModel(META, scheduler=spec)
+
+
+def test_char_lstm_equals_a_plain_packed_lstm_over_every_word():
+    """The same values and gradients as a packed LSTM over every real word; padding words get zeros."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(3)
+    enc = CharLSTM(num_chars=9, char_dim=4, hidden=5).double()
+    chars = torch.randint(1, 9, (2, 5, 12))
+    lengths = torch.tensor([[3, 7, 3, 1, 0], [7, 2, 3, 0, 0]])
+    chars[1, 0], chars[0, 2] = chars[0, 1], chars[0, 0]  # repeated words
+    chars[torch.arange(12).expand(2, 5, 12) >= lengths.unsqueeze(-1)] = 0
+    out = enc(chars)
+    out.pow(2).sum().backward()
+    got = [p.grad.clone() for p in enc.parameters()]
+    enc.zero_grad()
+
+    flat, n = chars.view(10, 12), lengths.view(10)
+    real = n > 0
+    packed = pack_padded_sequence(enc.embedding(flat[real]), n[real], batch_first=True, enforce_sorted=False)
+    h_n = enc.lstm(packed)[1][0]
+    ref = torch.zeros(10, 10, dtype=torch.double)
+    ref[real] = torch.cat([h_n[0], h_n[1]], dim=-1)
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(out.view(10, 10), ref, atol=1e-12, rtol=0)
+    assert (out[0, 4] == 0).all() and (out[1, 3:] == 0).all()
+    torch.testing.assert_close(out[1, 0], out[0, 1], atol=1e-12, rtol=0)  # a word's features ignore its position
+    for g, p in zip(got, enc.parameters()):
+        torch.testing.assert_close(g, p.grad, atol=1e-12, rtol=0)
