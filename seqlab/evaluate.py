@@ -110,7 +110,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                          use_distributed_sampler=False)
     run_split = trainer.test if cfg.split == "test" else trainer.validate
     results = run_split(model, datamodule=dm, verbose=False)[0]
-    metrics: dict[str, Any] = {k.replace("/", "_"): float(v) for k, v in results.items()}
+    metrics: dict[str, Any] = model.results_as_metrics(results)
     metrics.update({"split": cfg.split, "examples": len(dm.datasets[cfg.split]), "checkpoint": str(ckpt_path),
                     "data_root": str(dm.root), "vocab_words_missing_in_data": missing})
     out = Path(to_absolute_path(cfg.output)) if cfg.output else ckpt_path.with_name(

@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {
         "val_acc": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
-        **{k.replace("/", "_"): float(v) for k, v in test_results.items()},
+        **model.results_as_metrics(test_results),
         "best_checkpoint": best,
         "last_checkpoint": last,
         "epochs": trainer.current_epoch,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_imdb_tree, make_pos_dir
+from conftest import REPO, conllu_sentence, make_imdb_tree, make_pos_dir
 
 SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
          "trainer.enable_progress_bar=false"]
@@ -47,8 +47,10 @@ def test_imdb_end_to_end(tmp_path, model):
 
 
 def test_pos_end_to_end(tmp_path):
-    make_pos_dir(tmp_path / "ewt")
-    run_train(tmp_path, "data=pos", f"data.root={tmp_path / 'ewt'}", "data.download=false", *SMALL)
+    root = make_pos_dir(tmp_path / "ewt")
+    with (root / "en_ewt-ud-test.conllu").open("a", encoding="utf-8") as f:  # words never seen in training
+        f.write(conllu_sentence([("Zorblax", "PROPN"), ("glimmed", "VERB"), (".", "PUNCT")], "unseen"))
+    run_train(tmp_path, "data=pos", f"data.root={root}", "data.download=false", *SMALL)
     metrics = _check_run(tmp_path / "run")
     assert 0.0 <= metrics["test_oov_acc"] <= 1.0 and 0.0 <= metrics["test_macro_f1"] <= 1.0
 
@@ -110,3 +112,13 @@ def test_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
     log = (tmp_path / "run/train.log").read_text()
     assert [line.split("lr=")[1].split()[0] for line in log.splitlines() if "lr=" in line] == ["0.001", "0.0005",
                                                                                            "0.00025"]
+
+
+def test_oov_accuracy_is_null_when_no_test_word_is_unseen(tmp_path):
+    root = make_pos_dir(tmp_path / "ewt")
+    train_file = root / "en_ewt-ud-train.conllu"
+    (root / "en_ewt-ud-test.conllu").write_text(train_file.read_text(encoding="utf-8"), encoding="utf-8")
+    proc = run_train(tmp_path, "data=pos", f"data.root={root}", "data.download=false", "data.min_freq=1", *SMALL)
+    metrics = _check_run(tmp_path / "run")
+    assert metrics["test_oov_acc"] is None
+    assert "test_oov_acc is undefined" in proc.stdout + proc.stderr

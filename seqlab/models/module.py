@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ from seqlab.errors import ConfigError
 from seqlab.models.chars import CHAR_ENCODERS
 from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
 
+log = logging.getLogger(__name__)
 POOLINGS = ("last", "max", "mean")
 SCHEDULER_KEYS = ("monitor", "interval", "frequency")  # model.scheduler keys that go to Lightning, not the scheduler
 
@@ -95,6 +97,8 @@ class SeqModel(pl.LightningModule):
             self.metrics["test_per_class_acc"] = torchmetrics.Accuracy(average="none", **kw)
         self.metrics["test_confusion"] = torchmetrics.ConfusionMatrix(**kw)  # a TensorBoard figure after testing
         self.register_buffer("test_support", torch.zeros(n, dtype=torch.long), persistent=False)
+        self.register_buffer("test_unseen", torch.zeros((), dtype=torch.long), persistent=False)
+        self.test_unseen_total = None  # test tokens never seen in training, all ranks (tagging; after testing)
 
     # Vocabulary, labels and preprocessing travel inside checkpoints (set by train() from the datamodule), so a
     # checkpoint alone can evaluate or predict on raw text.
@@ -140,6 +144,7 @@ class SeqModel(pl.LightningModule):
             unseen = batch["unseen"]
             if unseen.any():
                 self.metrics["test_oov_acc"].update(preds[unseen], labels[unseen])
+                self.test_unseen += unseen.sum()
             self.log("test/oov_acc", self.metrics["test_oov_acc"], on_epoch=True, batch_size=bs)
             self.metrics["test_per_class_acc"].update(preds, labels)
             real = labels[labels != IGNORE_INDEX]
@@ -157,6 +162,7 @@ class SeqModel(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_support.zero_()
+        self.test_unseen.zero_()
         self.metrics["test_confusion"].reset()
 
     def on_test_epoch_end(self) -> None:
@@ -172,6 +178,7 @@ class SeqModel(pl.LightningModule):
             acc = metric.compute().cpu()
             metric.reset()
             support = self.trainer.strategy.reduce(self.test_support.float(), reduce_op="sum").cpu()
+            self.test_unseen_total = int(self.trainer.strategy.reduce(self.test_unseen.float(), reduce_op="sum"))
         exp = getattr(self.logger, "experiment", None)
         if exp is None or not self.trainer.is_global_zero or not hasattr(exp, "add_figure"):
             return
@@ -182,6 +189,15 @@ class SeqModel(pl.LightningModule):
         if tagging:
             exp.add_figure("test/per_class_accuracy", figures.per_class_accuracy_figure(self.label_names, acc, support))
             exp.add_text("test/per_class_accuracy", figures.per_class_table(self.label_names, acc, support))
+
+    def results_as_metrics(self, results: dict[str, float]) -> dict[str, float | None]:
+        """Lightning's logged results ("test/acc") as metrics.json keys ("test_acc"). OOV accuracy over no unseen
+        token is undefined: None (torchmetrics would report 0.0)."""
+        metrics: dict[str, float | None] = {k.replace("/", "_"): float(v) for k, v in results.items()}
+        if "test_oov_acc" in metrics and self.test_unseen_total == 0:
+            log.warning("No test token is absent from training, so test_oov_acc is undefined (null).")
+            metrics["test_oov_acc"] = None
+        return metrics
 
     def on_fit_start(self) -> None:
         if self.logger is not None:
