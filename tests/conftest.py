@@ -108,3 +108,9 @@ def make_pos_dir(root: Path, n: dict[str, int] | None = None, seed: int = 0) -> 
             text.append(s)
         (root / f"en_ewt-ud-{split}.conllu").write_text("".join(text), encoding="utf-8")
     return root
+
+
+def add_unseen_test_words(root: Path) -> None:
+    """Append a test sentence of words absent from make_pos_dir's training data (for OOV accuracy)."""
+    with (root / "en_ewt-ud-test.conllu").open("a", encoding="utf-8") as f:
+        f.write(conllu_sentence([("Zorblax", "PROPN"), ("glimmed", "VERB"), (".", "PUNCT")], "unseen"))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, conllu_sentence, make_imdb_tree, make_pos_dir
+from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir
 
 SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
          "trainer.enable_progress_bar=false"]
@@ -48,8 +48,7 @@ def test_imdb_end_to_end(tmp_path, model):
 
 def test_pos_end_to_end(tmp_path):
     root = make_pos_dir(tmp_path / "ewt")
-    with (root / "en_ewt-ud-test.conllu").open("a", encoding="utf-8") as f:  # words never seen in training
-        f.write(conllu_sentence([("Zorblax", "PROPN"), ("glimmed", "VERB"), (".", "PUNCT")], "unseen"))
+    add_unseen_test_words(root)
     run_train(tmp_path, "data=pos", f"data.root={root}", "data.download=false", *SMALL)
     metrics = _check_run(tmp_path / "run")
     assert 0.0 <= metrics["test_oov_acc"] <= 1.0 and 0.0 <= metrics["test_macro_f1"] <= 1.0

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_pos_dir
+from conftest import REPO, add_unseen_test_words, make_pos_dir
 
 DDP = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
 SMALL = ["data=pos", "data.download=false", "data.batch_size=4", "model.embedding_dim=8", "model.hidden_size=8",
@@ -21,7 +21,7 @@ SMALL = ["data=pos", "data.download=false", "data.batch_size=4", "model.embeddin
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("ddp")
-    make_pos_dir(cwd / "ewt")
+    add_unseen_test_words(make_pos_dir(cwd / "ewt"))  # OOV accuracy: a real figure reduced over the ranks
     env = {**os.environ, "SEQLAB_CACHE_DIR": str(cwd / "cache"), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(REPO / "scripts/train.py"), f"hydra.run.dir={cwd / 'run'}", f"data.root={cwd / 'ewt'}",
            "debug_record_samples=true", "threads=1", *SMALL, *DDP]
@@ -77,6 +77,7 @@ def test_reduced_metrics_equal_a_single_process_on_the_same_checkpoint(ddp_run, 
     val = trainer.validate(model, datamodule=dm, verbose=False)[0]
     test = trainer.test(model, datamodule=dm, verbose=False)[0]
     assert val["val/acc"] == pytest.approx(metrics["val_acc"], abs=1e-6)
+    assert isinstance(metrics["test_oov_acc"], float)
     for key in ("acc", "macro_f1", "oov_acc"):
         assert test[f"test/{key}"] == pytest.approx(metrics[f"test_{key}"], abs=1e-6)
 
