@@ -36,11 +36,11 @@ def _check(cfg: dict[str, Any]) -> None:
                          ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
-    for key in ("optimizer", "scheduler"):
+    for key, example in (("optimizer", "torch.optim.Adam"), ("scheduler", "torch.optim.lr_scheduler.StepLR")):
         spec = cfg.get(key)
         if spec is not None and not (isinstance(spec, dict) and isinstance(spec.get("_target_"), str)):
             raise ConfigError(f"model.{key} must be null or a mapping with a _target_ class path "
-                              f"(e.g. torch.optim.lr_scheduler.ReduceLROnPlateau); got {spec!r}.")
+                              f"(e.g. {example}); got {spec!r}.")
 
 
 def _plain(value: Any) -> Any:
