@@ -20,6 +20,13 @@ from seqlab.train import train
 
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning's own use of a deprecated torch API
 log = logging.getLogger("seqlab")
+
+
+def objective(metrics: dict) -> float | None:
+    """The value Hydra sweepers (Optuna) optimise: the monitored validation metric."""
+    return metrics.get(metrics.get("monitor", "val_acc"))
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     start, hc = time.time(), HydraConfig.get()
@@ -27,8 +34,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if multirun:
             with ddp_ready_job(hc):
-                return train(cfg).get("val_acc")  # the value Hydra sweepers optimise
-        return train(cfg).get("val_acc")
+                return objective(train(cfg))
+        return objective(train(cfg))
     except Exception as e:
         write_error(Path(cfg.paths.output_dir or hc.runtime.output_dir), e, time.time() - start,
                     list(hc.overrides.task))

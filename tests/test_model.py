@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_metadata
 from torch import nn
 
 from seqlab.errors import ConfigError
 from seqlab.models.chars import CharCNN, CharLSTM
 from seqlab.models.encoder import reverse_index, run_packed, run_padded
-from seqlab.models.module import SeqModel, pool
+from seqlab.models.heads import pool
+from seqlab.models.module import SeqModel
 
-META = {"task": "classification", "vocab_size": 30, "pad_index": 0, "labels": ["neg", "pos"]}
+META = make_metadata("classification", 30, ["neg", "pos"])
 
 
 def test_reverse_index_reverses_within_length():
@@ -75,7 +77,7 @@ def test_char_encoders_shapes_and_padding(cls, size):
 
 
 def test_tagging_model_with_chars_gives_per_token_logits():
-    meta = {"task": "tagging", "vocab_size": 30, "pad_index": 0, "labels": list("ABCD"), "num_chars": 12}
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
     model = SeqModel(meta, embedding_dim=8, hidden_size=6, dropout=0.0, char_encoder="cnn", char_dim=4,
                      char_hidden=5)
     logits = model(torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(0, 12, (2, 5, 6)))
@@ -92,7 +94,8 @@ def test_bad_model_config_is_a_clear_error(kw, key):
 
 def test_frozen_embeddings():
     model = SeqModel(META, freeze_embeddings=True)
-    assert not model.encoder.embedding.weight.requires_grad and model.encoder.lstm.weight_ih_l0.requires_grad
+    enc = model.net.encoder
+    assert not enc.embedding.weight.requires_grad and enc.lstm.weight_ih_l0.requires_grad
 
 
 def test_optimizer_without_scheduler_is_plain():
