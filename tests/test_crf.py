@@ -170,6 +170,8 @@ def test_reductions_dtypes_and_errors():
     assert crf(em, tags, mask, reduction="sum").item() == pytest.approx(per.sum().item(), rel=1e-6)
     assert crf(em, tags, mask, reduction="mean").item() == pytest.approx(per.mean().item(), rel=1e-6)
     assert crf(em, tags, mask).item() == pytest.approx(per.sum().item() / 10, rel=1e-6)  # token_mean: 10 tokens
+    assert crf(em, tags, mask.long()).item() == crf(em, tags, mask).item()  # a 0/1 mask works too
+    assert torch.equal(crf.decode(em, mask.long()), crf.decode(em, mask))
     with pytest.raises(ValueError, match="reduction must be"):
         crf(em, tags, mask, reduction="avg")
     half = em.to(torch.bfloat16)  # computed in float32, on the bf16 values

@@ -14,7 +14,8 @@ and padded steps leave the recursions unchanged, so each sequence gets exactly i
 end tags get the score ``FORBIDDEN`` (-10^4) in the forward algorithm, so their paths carry a weight of
 ``exp(-10^4)``, which is exactly 0 in float32 and float64 (a finite value rather than -inf keeps gradients free
 of NaN), and -inf in Viterbi, so a decoded path never uses them. The constraints must leave a legal path of every
-length (all tag schemes do: O O ... O).
+length (all tag schemes do: O O ... O). A gold path they forbid gets an NLL of about 10^4 rather than infinity;
+train on tags converted into the model's scheme (:func:`seqlab.tasks.schemes.convert`), which are always legal.
 
 No maintained library was used: ``pytorch-crf`` (last release 2019-02), ``TorchCRF`` (2020), ``torch-struct``
 (2021) and AllenNLP (archived in 2022) are unmaintained, and Flair's CRF comes with all of Flair.
@@ -127,6 +128,7 @@ class CRF(nn.Module):
         sequences, or ``"token_mean"`` (sum / number of real tokens, the scale of a softmax head's token-mean
         cross-entropy, so the same learning rates apply)."""
         emissions, start, trans, end = self._scores(emissions, FORBIDDEN)
+        mask = mask.bool()
         nll = log_partition(emissions, mask, start, trans, end) - path_score(emissions, tags, mask, start, trans, end)
         if reduction == "none":
             return nll
@@ -142,4 +144,4 @@ class CRF(nn.Module):
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor, pad_value: int = -100) -> torch.Tensor:
         """Viterbi paths (B, T) long, ``pad_value`` past each sequence's length."""
         emissions, start, trans, end = self._scores(emissions, float("-inf"))
-        return viterbi(emissions, mask, start, trans, end, pad_value)[0]
+        return viterbi(emissions, mask.bool(), start, trans, end, pad_value)[0]
