@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from seqlab.errors import ConfigError
-from seqlab.io import atomic_write_text
+from seqlab.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 NOT_METRICS = {"best_checkpoint", "last_checkpoint", "overrides", "run_dir", "wall_time_s"}
