@@ -22,21 +22,21 @@ from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import SeqlabError
-from seqlab.sweep import short_dirname
+from seqlab.naming import tensorboard_location
 
 log = logging.getLogger(__name__)
 MONITOR = "val/acc"
 
 
-def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
-    """(run directory, run name for TensorBoard, command-line overrides)."""
+def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
+    """(run directory, TensorBoardLogger's save_dir/name/version (seqlab.naming), command-line overrides)."""
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        out = cfg.paths.output_dir or hc.runtime.output_dir
-        return Path(out), short_dirname(hc.job.override_dirname) or "defaults", list(hc.overrides.task)
+        out = Path(cfg.paths.output_dir or hc.runtime.output_dir)
+        return out, tensorboard_location(out, hc), list(hc.overrides.task)
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
-    return Path(cfg.paths.output_dir), "defaults", []
+    return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
 
 
 HPARAM_METRICS = ("val_acc", "test_acc", "test_macro_f1", "test_oov_acc", "wall_time_s")
@@ -89,7 +89,7 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
     start = time.time()
-    run_dir, run_name, overrides = _run_identity(cfg)
+    run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
     log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
 
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
+    logger = TensorBoardLogger(**tensorboard, default_hp_metric=False)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max",  # last.ckpt: resume_callbacks
                            filename="best-epoch{epoch:02d}-acc{val/acc:.4f}", auto_insert_metric_name=False)
     resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
