@@ -25,6 +25,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 COMPRESSION = {".gz", ".bz2", ".xz", ".zip", ".zst", ".lzma"}
@@ -100,7 +101,7 @@ def varying_keys(hc: DictConfig) -> set[str]:
         spec += [str(o) for o in OmegaConf.select(OmegaConf.load(sweep_yaml), "hydra.overrides.task", default=[])]
     try:
         return _sweep_keys(spec)[0]
-    except Exception:  # a sweep syntax this Hydra does not parse: name the job like a single run
+    except HydraException:  # a sweep syntax this Hydra does not parse (another sweeper's): name it like a single run
         return set()
 
 

@@ -101,7 +101,7 @@ def test_summary_groups_seeds_and_ranks_settings_by_the_mean(sweep):
         assert float(r["val_acc_std"]) == pytest.approx(stats[r["model.hidden_size"]][1])
     md = (sweep_dir / "summary.md").read_text()
     mean, std = stats[order[0]]
-    assert f"| 1 | {order[0]} | 2 | {mean:.4f} ± {std:.4f} |" in md
+    assert f"| 1 | {order[0]} | 2 | {mean:.4f}{f' ± {std:.4f}' if std else ''} |" in md  # equal seeds: no ± 0
     assert "2 settings × 2 seeds, all ok. Ranked by the mean over seeds of val_acc, the jobs' monitored metric" in md
     assert "Common overrides:" in md and "`backend=custom`" in md
     assert f"tensorboard --logdir {sweep_dir.resolve()}" in md
@@ -207,7 +207,8 @@ def test_optuna_study_in_sqlite_continues_records_failed_trials_and_reports_them
     proc = run_script(tmp_path, *common, "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=fresh",
                       "model.dropout=1.5", check=False)
     third = sweep_dirs(tmp_path)[2]
-    assert proc.returncode == 2 and (third / "summary.md").read_text() in proc.stdout
+    md = (third / "summary.md").read_text()
+    assert proc.returncode == 2 and md in proc.stdout and md.splitlines()[2].endswith(", 1 failed.")  # nothing ranked
     assert read_csv(third / "summary.csv")[0]["status"] == "failed"
 
 
@@ -325,7 +326,7 @@ def test_seed_groups_mean_std_and_number_of_seeds(tmp_path):
             ("128", "1"): 0.75, ("128", "2"): 0.85}  # mean 0.80, std sqrt(0.005)
     for num, ((size, seed), value) in enumerate(runs.items()):
         _job(tmp_path, f"{num}_hidden_size={size},seed={seed}", acc(value, num_parameters=1000 * int(size),
-                                                                    wall_time_s=10.0 + num),
+                                                                    coverage=0.25, wall_time_s=10.0 + num),
              overrides=[f"model.hidden_size={size}", f"seed={seed}", "data=pos"])
     _job(tmp_path, "5_hidden_size=128,seed=3", error={"error_type": "RuntimeError", "message": "out of memory"},
          overrides=["model.hidden_size=128", "seed=3", "data=pos"])
@@ -342,11 +343,12 @@ def test_seed_groups_mean_std_and_number_of_seeds(tmp_path):
 
     md = write_summary(s)
     assert "6 jobs in" in md and "2 settings × 3 seeds, 5 ok, 1 failed." in md
-    assert "| rank | model.hidden_size | seeds | val_acc | num_parameters | wall_time_s |" in md
-    assert "| 1 | 64 | 3 | 0.8200 ± 0.0200 | 64,000 | 11.0 |" in md  # the same integer in every job: as itself
-    assert "| 2 | 128 | 2 of 3 | 0.8000 ± 0.0707 | 128,000 | 13.5 |" in md
-    assert "| rank | model.hidden_size | seed | status | val_acc | num_parameters | wall_time_s | job | error |" in md
-    assert "| 2 | 128 | 3 | failed |  |  |  | 5_hidden_size=128,seed=3 | RuntimeError: out of memory |" in md
+    assert "| rank | model.hidden_size | seeds | val_acc | num_parameters | coverage | wall_time_s |" in md
+    assert "| 1 | 64 | 3 | 0.8200 ± 0.0200 | 64,000 | 0.2500 | 11.0 |" in md  # the same value in every job: as itself
+    assert "| 2 | 128 | 2 of 3 | 0.8000 ± 0.0707 | 128,000 | 0.2500 | 13.5 |" in md
+    assert ("| rank | model.hidden_size | seed | status | val_acc | num_parameters | coverage | wall_time_s | job | "
+            "error |") in md
+    assert "| 2 | 128 | 3 | failed |  |  |  |  | 5_hidden_size=128,seed=3 | RuntimeError: out of memory |" in md
     rows = read_csv(tmp_path / "summary.csv")
     assert [(r["rank"], r["seed"], r["seeds"]) for r in rows] == [("1", "1", "3"), ("1", "2", "3"), ("1", "3", "3"),
                                                                  ("2", "1", "2"), ("2", "2", "2"), ("2", "3", "2")]

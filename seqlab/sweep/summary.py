@@ -77,7 +77,7 @@ def _ranking(rows: list[dict], metric: str | None, mode: str | None) -> tuple[st
         raise ConfigError(f"Sort mode must be max or min, got {mode!r}.")
     if metric is None:
         if len(monitors) > 1:
-            which = "; ".join(f"{m}: job{'s' if len(rs) > 1 else ''} " + ", ".join(str(r["num"]) for r in rs)
+            which = "; ".join(f"{m}: job{'s' if len(rs) > 1 else ''} " + ", ".join(r["job"].split("_")[0] for r in rs)
                               for m, rs in monitors.items())
             return None, "max", True, (
                 f"Not ranked: the jobs monitor different metrics ({which}); rank them by one with "
@@ -102,10 +102,9 @@ def _seed_groups(rows: list[dict], columns: list[str], metric: str, mode: str) -
     if all(len(g.rows) == 1 for g in groups):  # e.g. an Optuna search over the seed too: nothing to average
         return None
 
-    def seed_key(r: dict) -> tuple:
+    def seed_key(r: dict) -> tuple:  # ok jobs first, then by seed: 2 before 10
         seed = r["overrides"].get(SEED, "")
-        return (STATUS_ORDER[r["status"]], not seed.lstrip("-").isdigit(), int(seed) if seed.lstrip("-").isdigit()
-                else 0, seed, r["num"])
+        return STATUS_ORDER[r["status"]], int(seed) if seed.lstrip("-").isdigit() else math.inf, seed, r["num"]
 
     for g in groups:
         g.rows.sort(key=seed_key)

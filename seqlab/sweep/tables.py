@@ -36,13 +36,13 @@ def fmt(v: Any) -> str:
 
 
 def fmt_stat(stat: tuple[float, float | None, bool] | None) -> str:
-    """mean ± std; an integer that is the same in every job (e.g. num_parameters) as itself."""
+    """mean ± std; a value that is the same in every job (e.g. num_parameters) as itself."""
     if stat is None:
         return ""
     mean, std, ints = stat
-    if ints and not std:
-        return fmt(round(mean)) if mean == round(mean) else fmt(mean)
-    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+    if ints and mean == round(mean):
+        mean = round(mean)
+    return fmt(mean) if not std else f"{fmt(mean)} ± {fmt(std)}"
 
 
 def _wall(v: Any) -> str:
@@ -73,23 +73,23 @@ def _error(r: dict) -> str:
 def to_csv(s: Summary) -> str:
     keys, _, _ = _split_overrides(s.rows)
     grouped = s.groups is not None
+    group_of = {id(r): (i, g) for i, g in enumerate(s.groups or [], 1) for r in g.rows}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    stat_cols = [f"{c}_{k}" for c in s.columns for k in ("mean", "std")] if grouped else []
-    writer.writerow(["rank", "job", "status", *(["seeds"] if grouped else []), *keys, *s.columns, *stat_cols,
-                     "wall_time_s", "error"])
-    ranks = {id(r): i for i, g in enumerate(s.groups or [], 1) for r in g.rows}
-    groups = {id(r): g for g in s.groups or [] for r in g.rows}
+    writer.writerow(["rank", "job", "status", *(["seeds"] if grouped else []), *keys, *s.columns,
+                     *(f"{c}_{k}" for c in s.columns for k in ("mean", "std") if grouped), "wall_time_s", "error"])
     for i, r in enumerate(s.rows, 1):
-        rank = ranks.get(id(r), i if r["status"] == "ok" else "") if s.metric is not None else ""
-        extra: list[Any] = []
+        rank: Any = i if r["status"] == "ok" and s.metric is not None else ""
+        stats: list[Any] = []
         if grouped:
-            g = groups[id(r)]
-            extra = [x for c in s.columns for x in (g.stats.get(c, ("", None, False))[:2])]
-            extra = ["" if x is None else x for x in extra]
-        writer.writerow([rank, r["job"], r["status"], *([groups[id(r)].n_ok] if grouped else []),
-                         *(r["overrides"].get(k, "") for k in keys), *(r["metrics"].get(c, "") for c in s.columns),
-                         *extra, "" if r["wall_time_s"] is None else r["wall_time_s"], r["error"]])
+            rank, g = group_of[id(r)]
+            stats = [g.n_ok]
+            for c in s.columns:
+                mean, std, _ = g.stats.get(c, ("", "", False))
+                stats += [mean, "" if std is None else std]
+        writer.writerow([rank, r["job"], r["status"], *stats[:1], *(r["overrides"].get(k, "") for k in keys),
+                         *(r["metrics"].get(c, "") for c in s.columns), *stats[1:],
+                         "" if r["wall_time_s"] is None else r["wall_time_s"], r["error"]])
     return buf.getvalue()
 
 
@@ -100,22 +100,25 @@ def _header(s: Summary) -> list[str]:
     if s.groups:
         sizes = sorted({len(g.rows) for g in s.groups})
         seeds = f"{sizes[0]} seeds" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]} seeds each"
-        where += f": {len(s.groups)} settings × {seeds}"
+        where += f": {len(s.groups)} setting{'s' if len(s.groups) > 1 else ''} × {seeds}"
     if s.metric is None:
         ranking = s.note
+    elif not s.count("ok"):
+        ranking = ""
     else:
         best = "highest" if s.mode == "max" else "lowest"
         why = ", the jobs' monitored metric" if s.monitored else ""
         ranking = (f"Ranked by the mean over seeds of {s.metric}{why}, {best} first; ± is the sample standard "
                    "deviation over seeds." if s.groups else f"Ranked by {s.metric}{why}, {best} first.")
-    return ["# Sweep summary", "", f"{where}, {state}. {ranking}", ""]
+    return ["# Sweep summary", "", f"{where}, {state}. {ranking}".rstrip(), ""]
 
 
 def to_markdown(s: Summary) -> str:
     _, varying, constant = _split_overrides(s.rows)
     lines = _header(s)
     if constant:
-        lines += [("Common overrides: " if len(s.rows) > 1 else "Overrides: ") + " ".join(f"`{k}={v}`" for k, v in constant.items()), ""]
+        label = "Common overrides: " if len(s.rows) > 1 else "Overrides: "
+        lines += [label + " ".join(f"`{k}={v}`" for k, v in constant.items()), ""]
     failed = any(r["status"] != "ok" for r in s.rows)
     errors = any(r["error"] for r in s.rows)
     ranked = s.metric is not None
