@@ -24,20 +24,20 @@ from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
-from seqlab.sweep import short_dirname
+from seqlab.naming import tensorboard_location
 
 log = logging.getLogger(__name__)
 
 
-def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
-    """(run directory, run name for TensorBoard, command-line overrides)."""
+def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
+    """(run directory, TensorBoardLogger's save_dir/name/version (seqlab.naming), command-line overrides)."""
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        out = cfg.paths.output_dir or hc.runtime.output_dir
-        return Path(out), short_dirname(hc.job.override_dirname) or "defaults", list(hc.overrides.task)
+        out = Path(cfg.paths.output_dir or hc.runtime.output_dir)
+        return out, tensorboard_location(out, hc), list(hc.overrides.task)
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
-    return Path(cfg.paths.output_dir), "defaults", []
+    return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
     start = time.time()
-    run_dir, run_name, overrides = _run_identity(cfg)
+    run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
 
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
+    logger = TensorBoardLogger(**tensorboard, default_hp_metric=False)
     short = monitor.split("/", 1)[1]
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode,  # last.ckpt: resume_callbacks
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)

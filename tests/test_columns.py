@@ -161,7 +161,7 @@ def test_config_errors(tmp_path):
 
 def test_bad_utf8_names_line_and_byte(tmp_path):
     p = write(tmp_path, "a\tO\n\ncaf\xe9\tO\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"data.conll:3: not valid UTF-8 \(bad byte b'\\xe9' at byte column 4\)"):
+    with pytest.raises(DataError, match=r"data.conll:3: not valid UTF-8 \(byte b'\\xe9' at byte 4 of the line\)"):
         read_columns(p)
 
 

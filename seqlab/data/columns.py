@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from seqlab.data.conllu import _decode
+from seqlab.data.textfiles import read_utf8
 from seqlab.errors import ConfigError, DataError
 
 __all__ = ["SEPARATORS", "read_columns"]
@@ -69,13 +69,7 @@ def read_columns(path: Path | str, *, sep: str = "auto", token_column: int = 0, 
     if sep not in SEPARATORS:
         raise ConfigError(f"data.sep must be one of {', '.join(SEPARATORS)}, got {sep!r}.")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} not found; fix the path in the data config.") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory; point the data config at a column file instead.") from None
-    lines = [line.rstrip("\r") for line in _decode(path, data).split("\n")]  # not splitlines(): U+2028 is text
+    lines = [line.rstrip("\r") for line in read_utf8(path).split("\n")]  # not splitlines(): U+2028 is text
 
     # The separator (for "auto") and the column count come from the file's first line that is surely a token line
     # (not blank, not a comment candidate, not a document marker); comments are told apart from '#' tokens by them.
