@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_CHECKSUM = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 LABELS = ["neg", "pos"]
 SUBDIRS = [f"{split}/{label}" for split in ("train", "test") for label in LABELS]
+CORPUS_VERSION = 1  # bump when _build_corpus changes what it stores: cached corpora of other versions are not reused
 
 
 def _is_tree(path: Path) -> bool:
@@ -68,7 +70,8 @@ class IMDBDataModule(SequenceDataModule):
     def _corpus_spec(self) -> dict[str, Any]:
         kind, path = self.source()
         sig = cache.file_signature(path) if kind == "archive" else cache.tree_signature(path, SUBDIRS)
-        return {"dataset": "imdb", "source": sig, "lowercase": self.lowercase, "tokenizer": tokenizer_version()}
+        return {"dataset": "imdb", "version": CORPUS_VERSION, "source": sig, "lowercase": self.lowercase,
+                "tokenizer": tokenizer_version()}
 
     def _tree(self) -> Path:
         kind, path = self.source()
@@ -77,9 +80,9 @@ class IMDBDataModule(SequenceDataModule):
         target = self.cache_dir / f"imdb-extracted-{cache.fingerprint(cache.file_signature(path))}"
         if not _is_tree(target / "aclImdb"):
             log.info("Extracting %s to %s", path, target)
-            target.mkdir(parents=True, exist_ok=True)
-            safe_extract(path, target)
+            safe_extract(path, target)  # into a temp dir renamed to `target` when complete: a failure leaves nothing
         if not _is_tree(target / "aclImdb"):
+            shutil.rmtree(target)  # not the IMDB layout: nothing to keep in the cache
             raise DataError(f"{path} does not contain the aclImdb/{{train,test}}/{{neg,pos}}/ folders of the IMDB "
                             "dataset; use the official aclImdb_v1.tar.gz.")
         return target / "aclImdb"

@@ -21,6 +21,7 @@ from seqlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 SPLITS = {"train": "train", "val": "dev", "test": "test"}  # our split name -> EWT file suffix
+CORPUS_VERSION = 2  # bump when _build_corpus changes what it stores: cached corpora of other versions are not reused
 
 
 class PosDataModule(SequenceDataModule):
@@ -60,7 +61,7 @@ class PosDataModule(SequenceDataModule):
 
     def _corpus_spec(self) -> dict[str, Any]:
         files = {k: cache.file_signature(p) for k, p in self.paths().items()}
-        return {"dataset": "conllu", "version": 2, "files": files,
+        return {"dataset": "conllu", "version": CORPUS_VERSION, "files": files,
                 "tag_field": self.tag_field, "lowercase": self.lowercase}
 
     def _build_corpus(self) -> dict[str, Any]:
