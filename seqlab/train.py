@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
+from seqlab.checks import check_train_config
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import SeqlabError
@@ -88,6 +89,7 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
+    check_train_config(cfg)  # a bad setting is one clear error before any data is prepared
     start = time.time()
     run_dir, run_name, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
