@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
-from seqlab.checks import check_train_config
+from seqlab.checks import callback_specs, check_train_config
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import SeqlabError
@@ -116,9 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
     if cfg.model.get("scheduler"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
-    if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
-        from seqlab.debug import RecordSamples
-        callbacks.append(RecordSamples(run_dir / "samples"))
+    callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
