@@ -14,9 +14,11 @@ and report them as tracebacks. Here every top-level setting, `early_stopping`, `
    Trainer without logger or callbacks), and what torch or Lightning raise is translated, the key found by
    building with each setting alone (`model.optimizer.lr=-1`: torch's "Invalid learning rate").
 
-`early_stopping.monitor` and `.mode` are not user keys: early stopping watches the metric the best checkpoint is
-chosen on (the task's, maximised), so the two can never disagree. `callbacks` is a mapping of name -> Lightning
-callback config by `_target_` (or a list of them; a null entry is skipped), instantiated by `train()`.
+`model.*` keys and types are checked against the model class's signature (`+model.hiden_size=64`: did you mean
+hidden_size?); its value ranges are the model's own checks. `early_stopping.monitor` and `.mode` are not user
+keys: early stopping watches the metric the best checkpoint is chosen on (the task's, maximised), so the two can
+never disagree. `callbacks` is a mapping of name -> Lightning callback config by `_target_` (or a list of them; a
+null entry is skipped), instantiated by `train()`.
 """
 
 from __future__ import annotations
@@ -155,12 +157,22 @@ def check_early_stopping(value: Any) -> None:
                    "EarlyStopping")
 
 
+def check_model(model: Any) -> None:
+    """`model.*` keys and value types against the LightningModule's signature (its own checks of ranges run when it
+    is built; a class method `check_config(arguments)`, if it has one, runs here too)."""
+    cls, args = resolve_target("model", model, pl.LightningModule, "seqlab.models.module.SeqModel")
+    check_arguments("model", cls, args, provided=("metadata",))
+    if callable(getattr(cls, "check_config", None)):
+        cls.check_config(args)
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one sentence naming the key) for a setting torch, Lightning or Hydra would fail on later."""
     check_top_level(cfg)
     check_early_stopping(cfg.get("early_stopping"))
     check_callbacks(cfg.get("callbacks"))
-    model = cfg.get("model") or {}
+    check_model(_plain(cfg.model))
+    model = cfg.model
     check_optimization(_plain(model.get("optimizer")), _plain(model.get("scheduler")))
     check_trainer(_plain(cfg.trainer))
 

@@ -75,6 +75,10 @@ BAD = [
     ("ckpt_path=missing.ckpt", "missing.ckpt is not a file"),
     ("ckpt_path=notes.txt", "notes.txt is not a checkpoint"),
     ("callbacks=5", "callbacks must be a mapping"),
+    ("+model.hiden_size=64", "model.hiden_size is not an argument of SeqModel; did you mean hidden_size?"),
+    ("model.hidden_size=abc", "model.hidden_size must be an integer, got 'abc'"),
+    ("model.bidirectional=maybe", "model.bidirectional must be true/false"),
+    ("trainer.enable_progress_bar=x", "trainer.enable_progress_bar must be true/false or null"),
     ("+callbacks.mine._target_=torch.optim.Adam", "callbacks.mine._target_=torch.optim.Adam is not a "
                                                   "pytorch_lightning"),
     ("+callbacks.mine._target_=nowhere.Callback", "callbacks.mine._target_=nowhere.Callback cannot be imported"),
