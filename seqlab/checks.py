@@ -171,8 +171,7 @@ def check_train_config(cfg: DictConfig) -> None:
     check_top_level(cfg)
     check_early_stopping(cfg.get("early_stopping"))
     check_callbacks(cfg.get("callbacks"))
+    check_optimization(_plain(cfg.model.get("optimizer")), _plain(cfg.model.get("scheduler")))
     check_model(_plain(cfg.model))
-    model = cfg.model
-    check_optimization(_plain(model.get("optimizer")), _plain(model.get("scheduler")))
     check_trainer(_plain(cfg.trainer))
 
