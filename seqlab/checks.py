@@ -24,14 +24,17 @@ null entry is skipped), instantiated by `train()`.
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seqlab.arguments import build_checked, check_arguments, has_nested_targets, is_int, resolve_target
 from seqlab.callbacks_resume import resolve_ckpt_path
+from seqlab.data.vectors import KNOWN_VECTORS, resolve_vectors
 from seqlab.errors import ConfigError
 
 SET_BY_SEQLAB = {"trainer": ("logger", "callbacks", "default_root_dir", "use_distributed_sampler"),
@@ -162,12 +165,17 @@ def check_model(model: Any) -> None:
     is built; a class method `check_config(arguments)`, if it has one, runs here too)."""
     cls, args = resolve_target("model", model, pl.LightningModule, "seqlab.models.module.SeqModel")
     check_arguments("model", cls, args, provided=("metadata",))
+    vectors = args.get("vectors")
+    if isinstance(vectors, str) and vectors.strip() not in KNOWN_VECTORS:  # a file: it exists (read after the data)
+        spec = vectors if ":" in vectors[2:] else to_absolute_path(str(Path(vectors).expanduser()))
+        resolve_vectors(spec, Path("."))
     if callable(getattr(cls, "check_config", None)):
         cls.check_config(args)
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    """Raise ConfigError (one sentence naming the key) for a setting torch, Lightning or Hydra would fail on later."""
+    """Raise ConfigError (one sentence naming the key; DataError for a missing vectors file) for a setting torch,
+    Lightning or Hydra would fail on later."""
     check_top_level(cfg)
     check_early_stopping(cfg.get("early_stopping"))
     check_callbacks(cfg.get("callbacks"))

@@ -78,6 +78,7 @@ BAD = [
     ("+model.hiden_size=64", "model.hiden_size is not an argument of SeqModel; did you mean hidden_size?"),
     ("model.hidden_size=abc", "model.hidden_size must be an integer, got 'abc'"),
     ("model.bidirectional=maybe", "model.bidirectional must be true/false"),
+    ("model.vectors=missing.txt", "Vectors file"),
     ("trainer.enable_progress_bar=x", "trainer.enable_progress_bar must be true/false or null"),
     ("+callbacks.mine._target_=torch.optim.Adam", "callbacks.mine._target_=torch.optim.Adam is not a "
                                                   "pytorch_lightning"),
