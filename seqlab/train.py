@@ -20,6 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from seqlab import threads
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
+from seqlab.checks import callback_specs, check_train_config
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
 from seqlab.errors import ConfigError, SeqlabError
@@ -59,6 +60,18 @@ def instantiate_checked(config: Any, **kwargs: Any) -> Any:
         if isinstance(e.__cause__, SeqlabError):
             raise e.__cause__ from None
         raise
+
+
+def check_monitors(task: Any, monitor: str, cfg: DictConfig) -> None:
+    """`monitor` and `model.scheduler.monitor` must name an epoch-level metric the task logs."""
+    logged = ["val/loss", *(f"val/{n}" for n in task.metric_names("val")), "train/loss", "train/acc"]
+    wanted = {"monitor": monitor}
+    if cfg.model.get("scheduler") and cfg.model.scheduler.get("monitor"):
+        wanted["model.scheduler.monitor"] = cfg.model.scheduler.monitor
+    for key, name in wanted.items():
+        if name not in logged:
+            raise ConfigError(f"{key}={name} is not a metric the {task.name} task logs; use one of "
+                              f"{', '.join(logged)}.")
 
 
 def cpu_processes(cfg: DictConfig) -> int:
@@ -115,6 +128,7 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
+    check_train_config(cfg)  # a bad setting is one clear error before any data is prepared
     start = time.time()
     run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +146,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
     model = construct(instantiate_checked(cfg.model, _recursive_=False, _partial_=True), metadata=metadata,
                       monitor=[monitor, mode])
+    check_monitors(model.task, monitor, cfg)
     vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
@@ -149,9 +164,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
     if cfg.model.get("scheduler"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
-    if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
-        from seqlab.debug import RecordSamples
-        callbacks.append(RecordSamples(run_dir / "samples"))
+    callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))

@@ -92,10 +92,24 @@ def test_bad_model_config_is_a_clear_error(kw, key):
         SeqModel(META, **kw)
 
 
-def test_frozen_embeddings():
-    model = SeqModel(META, freeze_embeddings=True)
-    enc = model.net.encoder
-    assert not enc.embedding.weight.requires_grad and enc.lstm.weight_ih_l0.requires_grad
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_embeddings_stay_fixed_while_the_rest_trains(freeze):
+    """Optimizer steps through the model's own configure_optimizers: with freeze_embeddings the embedding matrix is
+    bit-identical afterwards and every other parameter has moved; without it the embeddings move too."""
+    torch.manual_seed(0)
+    model = SeqModel(META, embedding_dim=6, hidden_size=5, freeze_embeddings=freeze)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = model.configure_optimizers()
+    tokens, lengths = torch.randint(1, 30, (4, 7)), torch.tensor([7, 5, 3, 2])
+    tokens[torch.arange(7)[None] >= lengths[:, None]] = 0  # padding
+    labels = torch.tensor([0, 1, 1, 0])
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(tokens, lengths), labels).backward()
+        optimizer.step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])}
+    embedding = "net.encoder.embedding.weight"
+    assert moved == (set(before) - {embedding} if freeze else set(before))
 
 
 def test_optimizer_without_scheduler_is_plain():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from seqlab.data import vectors as V
 from seqlab.data.vectors import build_embedding_matrix, read_vectors, resolve_vectors
@@ -22,7 +23,7 @@ TEXT = "\n".join(LINES) + "\n"
 WORDS = ["the", "The", "cat", "Paris", "dog", "new york"]
 ITOS = ["<pad>", "<unk>", "the", "The", "cat", "paris", "DOG", "bird", "zebra"]
 COUNTS = {"the": 10, "The": 2, "cat": 3, "paris": 1, "DOG": 1, "bird": 2, "zebra": 1, "oov": 5}
-REAL_GLOVE = Path("/work/shared/data/glove/glove.6B.50d.txt.gz")
+REAL_GLOVE = REPO.parent / "shared/data/glove/glove.6B.50d.txt.gz"  # ../shared/data beside the checkout, if any
 
 
 def write_txt(d: Path) -> str:
@@ -223,9 +224,21 @@ def test_known_name_downloads_when_absent(tmp_path, monkeypatch, glove_server):
     assert not (tmp_path / "other" / "vectors" / "glove.6B.zip").exists()
 
 
-def test_real_glove_checksum_is_pinned():
-    assert V.GLOVE_6B_URL == "https://nlp.stanford.edu/data/glove.6B.zip"
-    assert V.GLOVE_6B_CHECKSUM.startswith("sha256:617afb2f")
+def test_known_name_downloads_the_pinned_archive_with_its_checksum(tmp_path, monkeypatch):
+    """What a known name asks for: the official URL, verified against the pinned sha256, into cache_dir/vectors."""
+    calls = []
+
+    def fake_download(url, dest, checksum, **kw):
+        calls.append((url, Path(dest), checksum))
+        return make_fake_glove_zip(Path(dest))
+
+    monkeypatch.setattr(V, "download", fake_download)
+    assert resolve_vectors("glove.6B.50d", tmp_path) == Path(f"{tmp_path / 'vectors/glove.6B.zip'}:glove.6B.50d.txt")
+    assert calls == [(V.GLOVE_6B_URL, tmp_path / "vectors/glove.6B.zip", V.GLOVE_6B_CHECKSUM)]
+    algo, _, digest = V.GLOVE_6B_CHECKSUM.partition(":")  # a well-formed pin (download refuses anything else)
+    assert algo == "sha256" and len(digest) == 64 and int(digest, 16) >= 0
+    resolve_vectors("glove.6B.100d", tmp_path)  # the archive holds every size: no second download
+    assert len(calls) == 1
 
 
 @pytest.mark.slow

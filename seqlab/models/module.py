@@ -71,6 +71,29 @@ class SeqModel(pl.LightningModule):
         self.train_acc = MeanMetric()  # running accuracy of the decoded training batches (progress bar, epoch line)
 
     @classmethod
+    def check_config(cls, args: dict[str, Any]) -> None:
+        """The model.* keys, their types and the architecture's ranges, before any data is prepared (the network's
+        keys are SeqNet's arguments; the training keys are this class's)."""
+        import difflib
+        import inspect
+
+        from seqlab.arguments import check_arguments
+        from seqlab.models.net import TRAINING_KEYS, check_architecture
+
+        net_params = [p for p in inspect.signature(SeqNet).parameters if p != "metadata"]
+        accepted = [*net_params, *TRAINING_KEYS]
+        for key in args:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise ConfigError(f"model.{key} is not an argument of SeqModel; {hint}accepted: {', '.join(accepted)}.")
+        net_args = {k: v for k, v in args.items() if k not in TRAINING_KEYS}
+        check_arguments("model", SeqNet, net_args, provided=("metadata",))
+        defaults = {k: p.default for k, p in inspect.signature(SeqNet).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        check_architecture({**defaults, **net_args})
+
+    @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs: Any) -> SeqModel:
         """Lightning's loader; the metadata comes from the checkpoint itself (it is not a hyperparameter)."""
         if "metadata" not in kwargs:
