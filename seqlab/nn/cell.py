@@ -81,8 +81,7 @@ class _CellBase(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         check_size("input_size", input_size)
-        check_size("hidden_size", hidden_size)
-        check_type("bias", bias, bool)
+        check_size("hidden_size", hidden_size)  # bias is not checked: torch's cells take any truthy value
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         factory = {"device": device, "dtype": dtype}
         G = self.gates * hidden_size
