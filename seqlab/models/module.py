@@ -15,7 +15,7 @@ from torch import nn
 from seqlab.data.collate import IGNORE_INDEX
 from seqlab.errors import ConfigError
 from seqlab.models.chars import CHAR_ENCODERS
-from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
+from seqlab.models.encoder import BACKENDS, CELLS, PATHS, LSTMEncoder
 
 log = logging.getLogger(__name__)
 POOLINGS = ("last", "max", "mean")
@@ -32,7 +32,7 @@ def _check(cfg: dict[str, Any]) -> None:
     for key in ("char_dim", "char_hidden"):
         if not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"model.{key} must be a positive integer, got {cfg[key]!r}.")
-    for key, allowed in (("backend", tuple(BACKENDS)), ("path", PATHS), ("pooling", POOLINGS),
+    for key, allowed in (("backend", tuple(BACKENDS)), ("cell", tuple(CELLS)), ("path", PATHS), ("pooling", POOLINGS),
                          ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
@@ -65,7 +65,8 @@ class SeqModel(pl.LightningModule):
                  num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.5, pooling: str = "last",
                  backend: str = "torch", path: str = "auto", optimizer: dict[str, Any] | None = None,
                  vectors: str | None = None, freeze_embeddings: bool = False, char_encoder: str | None = None,
-                 char_dim: int = 30, char_hidden: int = 50, scheduler: dict[str, Any] | None = None):
+                 char_dim: int = 30, char_hidden: int = 50, scheduler: dict[str, Any] | None = None,
+                 cell: str = "lstm"):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
         metadata, optimizer, scheduler = _plain(metadata), _plain(optimizer), _plain(scheduler)
@@ -79,9 +80,9 @@ class SeqModel(pl.LightningModule):
             if "num_chars" not in metadata:
                 raise ConfigError(f"model.char_encoder={char_encoder} needs character ids, which only tagging data "
                                   "(data=pos) provides; set model.char_encoder=null.")
-            chars = CHAR_ENCODERS[char_encoder](metadata["num_chars"], char_dim, char_hidden)
+            chars = CHAR_ENCODERS[char_encoder](metadata["num_chars"], char_dim, char_hidden, backend, cell)
         self.encoder = LSTMEncoder(metadata["vocab_size"], metadata["pad_index"], embedding_dim, hidden_size,
-                                   num_layers, bidirectional, dropout, backend, path, chars)
+                                   num_layers, bidirectional, dropout, backend, path, chars, cell=cell)
         # Pretrained `vectors` are copied in by train(), which has the vocabulary; checkpoints carry the weights.
         self.encoder.embedding.weight.requires_grad_(not freeze_embeddings)
         self.head_dropout = nn.Dropout(dropout)
