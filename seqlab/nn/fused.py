@@ -9,8 +9,10 @@ Why it is fast (CPU, measured with scripts/bench_lstm.py):
   (dW_hh = (4H × T·N) @ (T·N × H)) rather than T small ones;
 * tanh(a) is computed as 2σ(2a) − 1 so that one sigmoid call covers all four gates (the g rows of the weights and
   bias are scaled by 2 up front);
-* constants are 0-dim tensors (a Python scalar costs a conversion per op), and without autograd (inference) the
-  gates are projected a block of steps at a time into a small reused buffer instead of one T·N·4H allocation.
+* constants are 0-dim tensors (a Python scalar costs a conversion per op);
+* the input is projected a block of steps at a time, just before those steps run, so that their gates are still
+  in cache when the loop reads them; without autograd (inference) the blocks share one small buffer instead of a
+  T·N·4H allocation, whose first touch (page faults) costs as much as a matmul.
 
 Projections (``proj_size`` P > 0, torch's semantics): h_t = W_hr (o_t ⊙ tanh c_t), so h is (N, P), c stays (N, H)
 and W_hh is (4H, P); dW_hr is one matmul after the loop as well.
@@ -62,36 +64,40 @@ def lstm_forward(x, w_ih, w_hh, bias, w_hr, h0, c0, batch_sizes=None, reverse=Fa
     hs = x.new_empty(T + 1, N, R)
     hs[T if reverse else 0] = h0
     h_l = hs.unbind(0)  # per-step views made in one call: indexing inside the loop costs a dispatch per step
+    block = max(1, _BLOCK_ELEMENTS // max(1, N * G))  # steps projected at a time, just before they run
     hr = hr_l = None
-    if keep:
-        gates = project(0, T)
+    if keep:  # every step's gates, c, tanh(c) (and o tanh(c) with projections) stay for backward
+        gates = x.new_empty(T, N, G)
         cs, tanh_c = x.new_empty(T + 1, N, H), x.new_empty(T, N, H)
         cs[T if reverse else 0] = c0
-        g_l, c_l, tc_l = gates.unbind(0), cs.unbind(0), tanh_c.unbind(0)
+        c_l, tc_l = cs.unbind(0), tanh_c.unbind(0)
         if w_hr is not None:
             hr = x.new_empty(T, N, H)
             hr_l = hr.unbind(0)
-    else:  # c and tanh(c) only for the current step (ping-pong), gates a block of steps at a time
-        block = max(1, _BLOCK_ELEMENTS // max(1, N * G))
+    else:  # c and tanh(c) only for the current step (ping-pong), gates in one reused block buffer
         buf = x.new_empty(min(block, T) * N, G)
         cs, tc_step, hr_step = x.new_empty(2, N, H), x.new_empty(N, H), x.new_empty(N, H)
         cs[0] = c0
         c_l = cs.unbind(0)
     for s, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
         prev, new = (t + 1, t) if reverse else (t, t + 1)
+        if s % block == 0:  # the next block's input projection, written while it is still warm in cache
+            lo, hi = (max(t + 1 - block, 0), t + 1) if reverse else (t, min(t + block, T))
+            out = gates.view(T * N, G)[lo * N : hi * N] if keep else buf[: (hi - lo) * N]
+            blk_l, blk_lo = project(lo, hi, out).unbind(0), lo
+        g = blk_l[t - blk_lo]
         if keep:
-            g, c_prev, c_new, tc = g_l[t], c_l[prev], c_l[new], tc_l[t]
+            c_prev, c_new, tc = c_l[prev], c_l[new], tc_l[t]
             h_raw = None if hr_l is None else hr_l[t]
         else:
-            if s % block == 0:
-                lo, hi = (max(t + 1 - block, 0), t + 1) if reverse else (t, min(t + block, T))
-                blk_l, blk_lo = project(lo, hi, buf[: (hi - lo) * N]).unbind(0), lo
-            g, c_prev, c_new, tc, h_raw = blk_l[t - blk_lo], c_l[s % 2], c_l[(s + 1) % 2], tc_step, hr_step
+            c_prev, c_new, tc, h_raw = c_l[s % 2], c_l[(s + 1) % 2], tc_step, hr_step
         h_prev, h_new = h_l[prev], h_l[new]
         n = N if batch_sizes is None else batch_sizes[t]
         if n < N:  # finished sequences carry their state unchanged
             h_new[n:] = h_prev[n:]
             c_new[n:] = c_prev[n:]
+            if h_raw is not None:
+                h_raw[n:] = 0.0  # dW_hr sums over every row: no garbage (maybe NaN) in finished ones
             g, h_prev, c_prev, h_new, c_new, tc, h_raw = _rows(n, g, h_prev, c_prev, h_new, c_new, tc, h_raw)
         g.addmm_(h_prev, w_hh_s).sigmoid_()
         i, f, gg, o = g.view(n, 4, H).unbind(1)
