@@ -29,7 +29,7 @@ class EpochSummary(pl.Callback):
         rate = self.tokens * trainer.world_size / max(seconds, 1e-9)
         pl_module.log("train/tokens_per_s", rate, on_epoch=True, rank_zero_only=True)
         shown = {k: float(v) for k, v in trainer.callback_metrics.items()
-                 if k.endswith(("loss_epoch", "acc_epoch")) or k.startswith("val/")}
+                 if k in ("train/loss_epoch", "train/acc") or k.startswith("val/")}
         text = " ".join(f"{k.replace('_epoch', '')}={v:.4f}" for k, v in sorted(shown.items()))
         if self.lr is not None:
             text += f" lr={self.lr:.3g}"

@@ -3,8 +3,8 @@
 The data comes from the training run's saved config (`<run>/.hydra/config.yaml`, the checkpoint being
 `<run>/checkpoints/*.ckpt`), so the validation carve (seeded), the vocabulary and the batches are those of the run,
 and `test_acc` equals the one in the run's metrics.json. `data.*` and `paths.*` set in the eval config override the
-run's (data moved, another cache). The model's vocabulary is the checkpoint's: when the data rebuilds another one,
-the data is re-encoded with the checkpoint's and a warning says so.
+run's (data moved, another cache). The data is encoded with the checkpoint's vocabulary and labels (the datamodule
+takes the checkpoint's metadata); when the data would build another vocabulary, a warning says so.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seqlab import threads
 from seqlab.data.cache import atomic_write_text
-from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError
-from seqlab.inference import load_model, read_checkpoint
-from seqlab.train import build_datamodule
+from seqlab.inference import read_checkpoint
+from seqlab.metadata import Metadata
+from seqlab.train import PATH_KEYS, build_datamodule
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "val")
-PATH_KEYS = ("root", "train_file", "val_file", "test_file")
 
 
 def run_config(ckpt: Path, given: str | None) -> DictConfig:
@@ -60,23 +60,18 @@ def apply_overrides(run: DictConfig, cfg: DictConfig) -> None:
             run[group][key] = value
 
 
-def use_checkpoint_vocab(dm: pl.LightningDataModule, itos: list[str]) -> int:
-    """Make the datamodule encode with the checkpoint's vocabulary; returns how many of its words the data lacks."""
-    if list(dm.vocab.itos) == list(itos):
-        return 0
-    # Rebuild keeping every training word, then map word -> checkpoint id (<unk> for words the model never saw).
-    dm.datasets, dm.max_size, dm.min_freq = {}, None, 1
-    dm.setup()
-    stoi = {t: i for i, t in enumerate(itos)}
-    table = torch.tensor([stoi.get(t, Vocab.unk_index) for t in dm.vocab.itos], dtype=torch.int64)
-    for ds in dm.datasets.values():
-        ds.ids = ds.ids.map_values(table)
-    missing = len(set(itos[2:]) - set(dm.vocab.itos))
-    dm.vocab = Vocab(itos)
-    log.warning("The vocabulary rebuilt from the data differs from the checkpoint's; the data is encoded with the "
-                "checkpoint's (%d of its %d words do not occur in this training data), so the metrics can differ "
-                "from the run's metrics.json.", missing, len(itos))
-    return missing
+def load_module(checkpoint: dict[str, Any]):
+    """The trainer's LightningModule (metrics and all) with a checkpoint's weights."""
+    from seqlab.models.module import SeqModel
+
+    metadata = Metadata.from_dict(checkpoint["seqlab"].get("metadata"))
+    try:
+        model = SeqModel(metadata, **checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (ConfigError, RuntimeError) as e:
+        raise DataError(f"The checkpoint does not fit this version of seqlab's model ({str(e).splitlines()[0]}); "
+                        "use the seqlab version that trained it.") from e
+    return model.eval(), metadata
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -89,20 +84,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(ckpt_path)
     run = run_config(ckpt_path, cfg.run_config)
     apply_overrides(run, cfg)
-    threads = cfg.get("threads") or run.threads
-    if threads:
-        torch.set_num_threads(int(threads))
+    threads.configure(cfg.get("threads") or run.get("threads"))
     if run.flush_denormal:
         torch.set_flush_denormal(True)
 
-    model, info = load_model(checkpoint)
-    dm = build_datamodule(run)
+    model, metadata = load_module(checkpoint)
+    dm = build_datamodule(run, metadata=metadata)  # encoded with the checkpoint's vocabulary and labels
     dm.prepare_data()
     dm.setup()
-    if list(dm.labels) != list(info["labels"]):
-        raise DataError(f"The data's labels {list(dm.labels)} are not the checkpoint's {list(info['labels'])}; "
-                        "evaluate on the dataset the model was trained for.")
-    missing = use_checkpoint_vocab(dm, info["vocab"])
+    if not dm.has_split(cfg.split):
+        raise ConfigError(f"The run's data has no {cfg.split} split; give data.{cfg.split}_file or split=val.")
 
     trainer = pl.Trainer(accelerator=cfg.accelerator or run.trainer.accelerator, devices=1,
                          precision=run.trainer.precision, deterministic=run.trainer.deterministic, logger=False,
@@ -110,9 +101,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                          use_distributed_sampler=False)
     run_split = trainer.test if cfg.split == "test" else trainer.validate
     results = run_split(model, datamodule=dm, verbose=False)[0]
-    metrics: dict[str, Any] = model.results_as_metrics(results)
+    metrics: dict[str, Any] = model.task.as_metrics(results)
     metrics.update({"split": cfg.split, "examples": len(dm.datasets[cfg.split]), "checkpoint": str(ckpt_path),
-                    "data_root": str(dm.root), "vocab_words_missing_in_data": missing})
+                    "data_root": None if dm.root is None else str(dm.root)})
     out = Path(to_absolute_path(cfg.output)) if cfg.output else ckpt_path.with_name(
         f"{ckpt_path.stem}.{cfg.split}.json")
     try:

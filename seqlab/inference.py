@@ -1,25 +1,26 @@
 """Use a trained checkpoint on raw text: load it self-contained, encode text, predict in length-sorted batches.
 
-A checkpoint written by `scripts/train.py` carries the model's hyperparameters and weights plus `checkpoint["seqlab"]`
-(vocabulary, labels, lowercase, max_length, tokenizer; character vocabulary for tagging), so nothing here needs the
-dataset or the run's config. The import path stays light on purpose: no datamodule, no dataset, no cache is touched;
-spaCy's tokenizer is built on first use.
+A checkpoint written by `scripts/train.py` carries the model's hyperparameters and weights plus its metadata
+(`checkpoint["seqlab"]`: vocabulary, labels, task, tokenizer, lowercase, max_length, characters), so nothing here
+needs the dataset or the run's config. The import path stays light on purpose: the network is the plain-PyTorch
+`SeqNet` (no Lightning), no datamodule, dataset or cache is touched, and the tokenizer (spaCy) is built on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqlab.data.tokenize import tokenize
+from seqlab.data.chars import encode_chars
+from seqlab.data.collate import pad
+from seqlab.data.tokenize import canonical, get_tokenizer
+from seqlab.data.vocab import PAD_INDEX, UNK_INDEX
 from seqlab.errors import ConfigError, DataError
-
-TOKENIZERS = ("spacy-blank-en",)  # the `tokenizer` values this module knows how to reproduce
-PAD_ID, UNK_ID = 0, 1
+from seqlab.metadata import Metadata
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -39,29 +40,35 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def load_model(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu"):
-    """(SeqModel in eval mode on `device`, inference info) from a checkpoint file (or its dict) alone.
-
-    The model is the trainer's own class, rebuilt from the saved hyperparameters: predictions cannot drift from
-    what was trained and evaluated. (It imports Lightning, about half of `scripts/predict.py`'s start-up time.)
-    """
+def _device(device: str | torch.device) -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError:
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but torch sees no CUDA GPU here; use device=cpu.")
-    ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
-    from seqlab.models.module import SeqModel  # only once the checkpoint is known to be usable
+    return device
 
+
+def load_net(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu"):
+    """(SeqNet in eval mode on `device`, Metadata) from a checkpoint file (or its dict) alone.
+
+    The network is the one the trainer trained (its LightningModule holds it as `net`), rebuilt from the saved
+    hyperparameters and metadata: predictions cannot drift from what was trained and evaluated.
+    """
+    device = _device(device)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    from seqlab.models.net import SeqNet  # only once the checkpoint is known to be usable
+
+    metadata = Metadata.from_dict(ckpt["seqlab"].get("metadata"))
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     try:
-        model = SeqModel(**ckpt["hyper_parameters"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (TypeError, RuntimeError) as e:  # hyperparameters or weights this version's model does not have
+        net = SeqNet.from_hparams(metadata, dict(ckpt["hyper_parameters"]))
+        net.load_state_dict(state)
+    except (ConfigError, RuntimeError) as e:  # hyperparameters or weights this version's model does not have
         raise DataError(f"The checkpoint does not fit this version of seqlab's model ({str(e).splitlines()[0]}); "
                         "use the seqlab version that trained it.") from e
-    model.on_load_checkpoint(ckpt)
-    return model.to(device).eval(), ckpt["seqlab"]
+    return net.to(device).eval(), metadata
 
 
 @dataclass
@@ -77,84 +84,69 @@ class Encoded:
 
 @dataclass
 class Prediction:
-    """Classification: `label`, `probability`. Tagging: `tags`, one per token. Empty input: neither."""
+    """`record`: the task's JSON object for this input (e.g. {label, probability} or {tokens, tags})."""
 
     tokens: list[str]
-    label: str | None = None
-    probability: float | None = None
-    tags: list[str] | None = field(default=None)
+    record: dict[str, Any]
     truncated: int = 0
     unknown: int = 0
 
 
 class Predictor:
-    """A checkpoint ready for raw text: `predict(texts)` tokenizes, batches by length and runs the model."""
+    """A checkpoint ready for raw text: `predict(texts)` tokenizes, batches by length and runs the network."""
 
-    def __init__(self, model, info: dict[str, Any], device: str | torch.device = "cpu"):
-        if info.get("tokenizer") not in TOKENIZERS:
-            raise ConfigError(f"The checkpoint's tokenizer {info.get('tokenizer')!r} is not one of "
-                              f"{', '.join(TOKENIZERS)}; predict with the seqlab version that trained it.")
-        self.model, self.info, self.device = model, info, torch.device(device)
-        self.task = info["task"]
-        self.labels = list(info["labels"])
-        self.lowercase, self.max_length = bool(info["lowercase"]), info.get("max_length")
-        self.stoi = {t: i for i, t in enumerate(info["vocab"])}
-        self.char_ids = None
-        if getattr(model.encoder, "char_encoder", None) is not None:  # character features: ids from info["chars"]
-            if not info.get("chars"):
-                raise DataError("The checkpoint's model reads characters but the checkpoint has no character "
-                                "vocabulary; retrain it with this seqlab version.")
-            self.char_ids = {c: i for i, c in enumerate(info["chars"])}
-        self.max_word_length = int(info.get("max_word_length") or 20)
+    def __init__(self, net, metadata: Metadata, device: str | torch.device = "cpu", tokenizer: str | None = None):
+        self.net, self.metadata, self.device = net, metadata, torch.device(device)
+        self.task = net.task
+        self.tokenizer_spec = canonical(tokenizer or metadata.tokenizer)
+        self.max_length = metadata.max_length
+        self.stoi = {t: i for i, t in enumerate(metadata.vocab)}
+        if getattr(net.encoder, "char_encoder", None) is not None and not metadata.chars:
+            raise DataError("The checkpoint's model reads characters but the checkpoint has no character vocabulary; "
+                            "retrain it with this seqlab version.")
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        model, info = load_model(path, device)
-        return cls(model, info, device)
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        tokenizer: str | None = None) -> Predictor:
+        net, metadata = load_net(path, device)
+        return cls(net, metadata, device, tokenizer)
 
     def encode(self, text: str) -> Encoded:
-        """spaCy blank-English tokens of `text` (`<br />` removed), looked up as the model was trained."""
-        tokens = tokenize(text, lowercase=False)
+        """Tokens of `text` (the model's tokenizer), looked up as the model was trained."""
+        tokens = get_tokenizer(self.tokenizer_spec)(text)
         truncated = 0
         if self.max_length is not None and len(tokens) > self.max_length:
             truncated, tokens = len(tokens) - self.max_length, tokens[:self.max_length]
-        forms = [t.lower() for t in tokens] if self.lowercase else tokens
-        ids = [self.stoi.get(f, UNK_ID) for f in forms]
-        return Encoded(tokens, ids, forms, truncated, sum(i == UNK_ID for i in ids))
+        forms = [t.lower() for t in tokens] if self.metadata.lowercase else tokens
+        ids = [self.stoi.get(f, UNK_INDEX) for f in forms]
+        return Encoded(tokens, ids, forms, truncated, sum(i == UNK_INDEX for i in ids))
 
     def _batch(self, items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
         """tokens (B, T), lengths (B,)[, chars (B, T, W)], right-padded like the training collate."""
-        T = max(len(e.ids) for e in items)
-        tokens = torch.full((len(items), T), PAD_ID, dtype=torch.int64)
-        for i, e in enumerate(items):
-            tokens[i, :len(e.ids)] = torch.tensor(e.ids)
-        batch = {"tokens": tokens, "lengths": torch.tensor([len(e.ids) for e in items])}
-        if self.char_ids is not None:
-            W = self.max_word_length
-            chars = torch.zeros(len(items), T, W, dtype=torch.int64)
-            for i, e in enumerate(items):
-                for j, form in enumerate(e.forms):
-                    ids = [self.char_ids.get(c, UNK_ID) for c in form[:W]]
-                    chars[i, j, :len(ids)] = torch.tensor(ids)
-            batch["chars"] = chars
+        batch = {"tokens": pad([torch.tensor(e.ids) for e in items], PAD_INDEX),
+                 "lengths": torch.tensor([len(e.ids) for e in items])}
+        if self.net.encoder.char_encoder is not None:
+            T, W = batch["tokens"].size(1), self.metadata.max_word_length
+            rows = [encode_chars(e.forms + ["<pad>"] * (T - len(e.forms)), self.metadata.chars, W) for e in items]
+            batch["chars"] = torch.stack(rows)
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
     def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[Prediction]:
         """One Prediction per text, in order. Texts are sorted by length and batched, so padding stays small."""
         encoded = [self.encode(t) for t in texts]
-        out = [Prediction(e.tokens, truncated=e.truncated, unknown=e.unknown) for e in encoded]
+        out = [Prediction(e.tokens, self.task.empty_record(e.tokens), e.truncated, e.unknown) for e in encoded]
         order = sorted((i for i, e in enumerate(encoded) if e.ids), key=lambda i: -len(encoded[i].ids))
+        head = self.net.head
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = self._batch([encoded[i] for i in idx])
-            probs = self.model(batch["tokens"], batch["lengths"], batch.get("chars")).float().softmax(-1).cpu()
-            p, label = probs.max(-1)
+            scores = self.net(batch["tokens"], batch["lengths"], batch.get("chars"))
+            preds = head.decode(scores, batch["lengths"])
+            confidence = head.confidence(scores, preds, batch["lengths"])
+            preds, confidence = preds.cpu(), confidence.cpu()
             for row, i in enumerate(idx):
-                if self.task == "tagging":
-                    out[i].tags = [self.labels[k] for k in label[row, :len(encoded[i].ids)].tolist()]
-                else:
-                    out[i].label, out[i].probability = self.labels[int(label[row])], float(p[row])
+                out[i].record = self.task.record(encoded[i].tokens, preds[row], confidence[row])
         return out
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = 32, chunk: int = 2048) -> Iterator[Prediction]:
@@ -167,20 +159,6 @@ class Predictor:
                 pending = []
         if pending:
             yield from self.predict(pending, batch_size)
-
-
-def as_record(p: Prediction, task: str) -> dict[str, Any]:
-    """The JSON object of one prediction: {label, probability} or {tokens, tags}."""
-    if task == "tagging":
-        return {"tokens": p.tokens, "tags": p.tags or []}
-    return {"label": p.label, "probability": None if p.probability is None else round(p.probability, 6)}
-
-
-def as_text(p: Prediction, task: str) -> str:
-    """A readable line: `pos 0.973` or `The/DET dog/NOUN barks/VERB ./PUNCT` (empty input: an empty line)."""
-    if task == "tagging":
-        return " ".join(f"{t}/{g}" for t, g in zip(p.tokens, p.tags or []))
-    return "" if p.label is None else f"{p.label} {p.probability:.3f}"
 
 
 def read_lines(source: str) -> Iterator[str]:

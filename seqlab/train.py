@@ -17,35 +17,34 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from seqlab import threads
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
-from seqlab.errors import SeqlabError
-from seqlab.sweep import short_dirname
+from seqlab.errors import ConfigError, SeqlabError
+from seqlab.metadata import Metadata
+from seqlab.models.module import monitored
+from seqlab.naming import tensorboard_location
 
 log = logging.getLogger(__name__)
-MONITOR = "val/acc"
 
 
-def _run_identity(cfg: DictConfig) -> tuple[Path, str, list[str]]:
-    """(run directory, run name for TensorBoard, command-line overrides)."""
+def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
+    """(run directory, TensorBoardLogger's save_dir/name/version (seqlab.naming), command-line overrides)."""
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        out = cfg.paths.output_dir or hc.runtime.output_dir
-        return Path(out), short_dirname(hc.job.override_dirname) or "defaults", list(hc.overrides.task)
+        out = Path(cfg.paths.output_dir or hc.runtime.output_dir)
+        return out, tensorboard_location(out, hc), list(hc.overrides.task)
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
-    return Path(cfg.paths.output_dir), "defaults", []
-
-
-HPARAM_METRICS = ("val_acc", "test_acc", "test_macro_f1", "test_oov_acc", "wall_time_s")
+    return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     """The run's settings for TensorBoard's HParams tab (flat keys; locations and display settings left out)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    data = {k: v for k, v in c["data"].items() if k not in ("root", "train_file", "val_file", "test_file")}
+    data = {k: v for k, v in c["data"].items() if k not in PATH_KEYS}
     data["name"] = data.pop("_target_").rsplit(".", 1)[-1]
     model = {k: v for k, v in c["model"].items() if k != "_target_"}
     trainer = {k: c["trainer"][k] for k in ("max_epochs", "gradient_clip_val", "precision")}
@@ -62,6 +61,25 @@ def instantiate_checked(config: Any, **kwargs: Any) -> Any:
         raise
 
 
+def cpu_processes(cfg: DictConfig) -> int:
+    """Training processes this run starts on this machine's CPU (DDP on CPU: one per device), else 1."""
+    t = cfg.trainer
+    if str(t.get("accelerator")) == "cpu" and str(t.get("strategy", "")).startswith("ddp") and \
+            isinstance(t.get("devices"), int):
+        return max(1, t.devices)
+    return 1
+
+
+def construct(make: Any, **kwargs: Any) -> Any:
+    """Call a partial from `instantiate_checked(..., _partial_=True)`; an unknown config key is a ConfigError."""
+    try:
+        return make(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise ConfigError(f"{e}; check the config keys against configs/.") from None
+        raise
+
+
 def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
     """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
     spec = str(cfg.model.vectors)
@@ -71,28 +89,37 @@ def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: Dic
                                            Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
                                            seed=cfg.seed, train_counts=dm.word_counts())
     with torch.no_grad():
-        model.encoder.embedding.weight.copy_(matrix)
+        model.net.encoder.embedding.weight.copy_(matrix)
     log.info("Vectors %s: %d/%d vocabulary rows found (%.1f%%), %.1f%% of training tokens covered", cfg.model.vectors,
              stats["found"], stats["total"], 100 * stats["vocab_coverage"], 100 * (stats["token_coverage"] or 0))
     return {"vectors_vocab_coverage": stats["vocab_coverage"], "vectors_token_coverage": stats["token_coverage"]}
 
 
-def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+PATH_KEYS = ("root", "train_file", "val_file", "test_file")  # data.* keys that hold paths
+
+
+def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.LightningDataModule:
+    """The configured datamodule (paths made absolute against the directory the command ran from); with
+    `metadata`, it encodes with that vocabulary and those labels (a checkpoint's) instead of building its own."""
+    missing = sorted(OmegaConf.missing_keys(cfg.data))  # full keys: data.train_file
+    if missing:
+        raise ConfigError(f"{missing[0]} must be set (it has no default); add {missing[0]}=... to the command line.")
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in ("root", "train_file", "val_file", "test_file"):
+    for key in PATH_KEYS:
         if data_cfg.get(key):
             data_cfg[key] = to_absolute_path(str(Path(data_cfg[key]).expanduser()))
-    return instantiate_checked(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
-                       seed=cfg.seed)
+    make = instantiate_checked(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
+                               seed=cfg.seed, _convert_="all", _partial_=True)
+    return construct(make, **({"metadata": metadata} if metadata is not None else {}))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
     start = time.time()
-    run_dir, run_name, overrides = _run_identity(cfg)
+    run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    threads.configure(cfg.threads, hc, processes=cpu_processes(cfg))
     if cfg.flush_denormal:
         torch.set_flush_denormal(True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -100,18 +127,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
-    model = instantiate_checked(cfg.model, metadata=dm.metadata, _recursive_=False)
-    model.inference_info = dm.inference_info()
+    metadata = dm.metadata
+    monitor, mode = monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode"))
+    # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
+    model = construct(instantiate_checked(cfg.model, _recursive_=False, _partial_=True), metadata=metadata,
+                      monitor=[monitor, mode])
     vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
-    log.info("Model: %d parameters, LSTM backend %s", model.num_parameters, cfg.model.backend)
+    log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
+             model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
 
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=run_name, default_hp_metric=False)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=MONITOR, mode="max",  # last.ckpt: resume_callbacks
-                           filename="best-epoch{epoch:02d}-acc{val/acc:.4f}", auto_insert_metric_name=False)
+    logger = TensorBoardLogger(**tensorboard, default_hp_metric=False)
+    short = monitor.split("/", 1)[1]
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode,  # last.ckpt: resume_callbacks
+                           filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
     resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
     callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
+    governor = threads.governor(cfg.threads, bool(cfg.trainer.get("deterministic")))
+    if governor is not None and cpu_processes(cfg) == 1:
+        callbacks.append(governor)
     if cfg.early_stopping:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", **cfg.early_stopping))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
     if cfg.model.get("scheduler"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
     if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
@@ -121,11 +156,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
     best, last = ckpt.best_model_path or None, latest_checkpoint(run_dir / "checkpoints")  # before test() reloads
-    test_results = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=True)[0]
+    test_results = {}
+    if dm.has_split("test"):
+        test_results = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=True)[0]
+    else:
+        log.info("No test split (data.test_file not given): the best checkpoint is not tested.")
 
+    monitor_key = monitor.replace("/", "_")
     metrics: dict[str, Any] = {
-        "val_acc": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
-        **model.results_as_metrics(test_results),
+        monitor_key: float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "monitor": monitor_key,
+        "monitor_mode": mode,
+        **model.task.as_metrics(test_results),
         "best_checkpoint": best,
         "last_checkpoint": last,
         "epochs": trainer.current_epoch,
@@ -135,9 +177,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **vector_stats,
         "run_dir": str(run_dir),
     }
-    logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in HPARAM_METRICS
+    hparam_keys = [monitor_key, *(f"test_{k}" for k in model.task.metric_names("test")), "wall_time_s"]
+    logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in hparam_keys
                                              if isinstance(metrics.get(k), float)})
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", run_dir / "metrics.json")
-        log.info("Metrics: %s", json.dumps({k: metrics[k] for k in ("val_acc", "test_acc", "wall_time_s")}))
+        log.info("Metrics: %s", json.dumps({k: metrics.get(k) for k in (monitor_key, "test_acc", "wall_time_s")}))
     return metrics

@@ -114,3 +114,32 @@ def add_unseen_test_words(root: Path) -> None:
     """Append a test sentence of words absent from make_pos_dir's training data (for OOV accuracy)."""
     with (root / "en_ewt-ud-test.conllu").open("a", encoding="utf-8") as f:
         f.write(conllu_sentence([("Zorblax", "PROPN"), ("glimmed", "VERB"), (".", "PUNCT")], "unseen"))
+
+
+def make_metadata(task: str = "classification", vocab_size: int = 30, labels=("neg", "pos"),
+                  num_chars: int | None = None):
+    """A Metadata for model tests: a vocabulary of `vocab_size` made-up words (ids 0/1 <pad>/<unk>)."""
+    from seqlab.metadata import Metadata
+
+    vocab = ["<pad>", "<unk>", *(f"w{i}" for i in range(2, vocab_size))]
+    chars = None if num_chars is None else ["<pad>", "<unk>", *(chr(97 + i) for i in range(num_chars - 2))]
+    return Metadata(task=task, vocab=vocab, labels=list(labels), chars=chars)
+
+
+def raw_imdb_test(root: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for label in ("neg", "pos"):
+        for f in sorted((root / "aclImdb/test" / label).glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8"))
+            labels.append(label)
+    return texts, labels
+
+
+def raw_pos_test(root: Path) -> tuple[list[str], list[list[str]]]:
+    sents, tags = [], []
+    for block in (root / "en_ewt-ud-test.conllu").read_text(encoding="utf-8").strip().split("\n\n"):
+        rows = [line.split("\t") for line in block.splitlines() if not line.startswith("#")]
+        rows = [r for r in rows if r[0].isdigit()]  # no multi-word token ranges (1-2) or empty nodes (2.1)
+        sents.append(" ".join(r[1] for r in rows))
+        tags.append([r[3] for r in rows])
+    return sents, tags

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_metadata
 
 from seqlab.models.module import SeqModel
 
-META = {"task": "classification", "vocab_size": 40, "pad_index": 0, "labels": ["neg", "pos"]}
-TAG_META = {"task": "tagging", "vocab_size": 40, "pad_index": 0, "labels": list("ABC"), "num_chars": 9}
+META = make_metadata("classification", 40, ["neg", "pos"])
+TAG_META = make_metadata("tagging", 40, list("ABC"), num_chars=9)
 
 
 @pytest.mark.parametrize("path", ["padded", "packed"])
@@ -23,7 +24,7 @@ def test_state_dict_swaps_between_backends_with_equal_outputs(cell, meta, bidire
         kw.update(char_encoder="lstm", char_dim=4, char_hidden=3)
     a = SeqModel(meta, backend="torch", **kw).eval()
     b = SeqModel(meta, backend="custom", **kw).eval()
-    assert type(a.encoder.rnn) is not type(b.encoder.rnn)
+    assert type(a.net.encoder.rnn) is not type(b.net.encoder.rnn)
     assert a.state_dict().keys() == b.state_dict().keys()
     b.load_state_dict(a.state_dict())
     tokens = torch.randint(1, 40, (3, 7))
@@ -32,7 +33,7 @@ def test_state_dict_swaps_between_backends_with_equal_outputs(cell, meta, bidire
     tokens[2, 1:] = 0
     chars = torch.randint(1, 9, (3, 7, 4)) if meta is TAG_META else None
     ya, yb = a(tokens, lengths, chars), b(tokens, lengths, chars)
-    if meta["task"] == "tagging":
+    if meta.task == "tagging":
         mask = torch.arange(7)[None] < lengths[:, None]
         ya, yb = ya[mask], yb[mask]
     torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-5)
@@ -60,6 +61,7 @@ def test_checkpoint_of_one_backend_evaluates_equally_under_the_other(tmp_path, t
     from conftest import REPO, make_imdb_tree
     from hydra import compose, initialize_config_dir
 
+    from seqlab.evaluate import load_module
     from seqlab.train import build_datamodule, train
 
     make_imdb_tree(tmp_path / "imdb")
@@ -70,8 +72,11 @@ def test_checkpoint_of_one_backend_evaluates_equally_under_the_other(tmp_path, t
             f"paths.output_dir={tmp_path / 'run'}", "model.hidden_size=8", "model.embedding_dim=8",
             "trainer.max_epochs=2", "trainer.enable_progress_bar=false"])
     metrics = train(cfg)
-    model = SeqModel.load_from_checkpoint(metrics["best_checkpoint"], backend=evaluated)
-    assert model.hparams.backend == evaluated and model.hparams.cell == cell
+    checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
+    checkpoint["hyper_parameters"]["backend"] = evaluated
+    model, _ = load_module(checkpoint)
+    assert type(model.net.encoder.rnn).__module__.startswith("torch" if evaluated == "torch" else "seqlab")
+    assert model.hparams.cell == cell and model.net.encoder.cell == cell
     dm = build_datamodule(cfg)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
     result = trainer.test(model, datamodule=dm, verbose=False)[0]

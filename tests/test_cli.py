@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir
+from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir, raw_imdb_test, raw_pos_test
+
+from seqlab.inference import Predictor
 
 SMALL = ["model.embedding_dim=8", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
          "trainer.enable_progress_bar=false"]
@@ -24,11 +26,25 @@ def run_train(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess
     return proc
 
 
-def _check_run(run: Path) -> dict:
+def _check_run(run: Path, data_root: Path) -> dict:
+    """metrics.json's figures against independent computations: val_acc is the score in the best checkpoint's
+    name, test_acc what the checkpoint alone predicts on the raw test files (another code path: raw text ->
+    tokenizer -> Predictor)."""
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("val_acc", "test_acc"):
-        assert 0.0 <= metrics[key] <= 1.0
     assert Path(metrics["best_checkpoint"]).is_file() and (run / "checkpoints/last.ckpt").is_file()
+    assert metrics["monitor"] == "val_acc" and metrics["monitor_mode"] == "max"
+    assert Path(metrics["best_checkpoint"]).name.endswith(f"-acc{metrics['val_acc']:.4f}.ckpt")
+    predictor = Predictor.from_checkpoint(metrics["best_checkpoint"], tokenizer="whitespace" if
+                                          (data_root / "en_ewt-ud-test.conllu").is_file() else None)
+    if (data_root / "en_ewt-ud-test.conllu").is_file():
+        texts, gold = raw_pos_test(data_root)
+        got = [t for p in predictor.predict(texts) for t in p.record["tags"]]
+        gold = [t for g in gold for t in g]
+    else:
+        texts, gold = raw_imdb_test(data_root)
+        got = [p.record["label"] for p in predictor.predict(texts)]
+    assert len(got) == len(gold)
+    assert metrics["test_acc"] == pytest.approx(sum(a == b for a, b in zip(got, gold)) / len(gold), abs=1e-6)
     assert metrics["num_parameters"] > 0 and metrics["wall_time_s"] > 0
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
@@ -39,19 +55,23 @@ def _check_run(run: Path) -> dict:
 def test_imdb_end_to_end(tmp_path, model):
     make_imdb_tree(tmp_path / "imdb")
     run_train(tmp_path, f"model={model}", f"data.root={tmp_path / 'imdb'}", *SMALL)
-    metrics = _check_run(tmp_path / "run")
+    metrics = _check_run(tmp_path / "run", tmp_path / "imdb")
     assert f"model={model}" in metrics["overrides"]
     tb_runs = [p.name for p in (tmp_path / "run/tensorboard").iterdir()]
-    # the run's name is built from its overrides (paths and display settings excluded)
-    assert tb_runs == [f"model.embedding_dim=8,model.hidden_size=8,model={model},trainer.max_epochs=1"]
+    # the run's name is built from its overrides in command-line order, keys shortened (paths, display excluded)
+    assert tb_runs == [f"model={model},embedding_dim=8,hidden_size=8,max_epochs=1"]
 
 
 def test_pos_end_to_end(tmp_path):
     root = make_pos_dir(tmp_path / "ewt")
     add_unseen_test_words(root)
     run_train(tmp_path, "data=pos", f"data.root={root}", "data.download=false", *SMALL)
-    metrics = _check_run(tmp_path / "run")
-    assert 0.0 <= metrics["test_oov_acc"] <= 1.0 and 0.0 <= metrics["test_macro_f1"] <= 1.0
+    metrics = _check_run(tmp_path / "run", root)
+    # OOV accuracy: the tags predicted for the one sentence of unseen words (the last test sentence)
+    texts, gold = raw_pos_test(root)
+    predicted = Predictor.from_checkpoint(metrics["best_checkpoint"], tokenizer="whitespace").predict(texts[-1:])
+    unseen_right = sum(a == b for a, b in zip(predicted[0].record["tags"][:2], gold[-1][:2]))
+    assert metrics["test_oov_acc"] == pytest.approx(unseen_right / 2)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -87,13 +107,15 @@ def test_pretrained_vectors_and_char_features_end_to_end(tmp_path):
                            for i, w in enumerate(words)), encoding="utf-8")
     run_train(tmp_path, "data=pos", f"data.root={tmp_path / 'ewt'}", "data.download=false", *SMALL,
               f"model.vectors={vec}", "model.char_encoder=cnn", "model.char_hidden=6")
-    metrics = _check_run(tmp_path / "run")
-    assert 0.0 < metrics["vectors_vocab_coverage"] < 1.0 and 0.0 < metrics["vectors_token_coverage"] < 1.0
+    metrics = _check_run(tmp_path / "run", tmp_path / "ewt")
     import torch
 
     ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
-    assert any(k.startswith("encoder.char_encoder.") for k in ckpt["state_dict"])
-    assert ckpt["seqlab"]["vocab"][:2] == ["<pad>", "<unk>"] and ckpt["seqlab"]["chars"][:2] == ["<pad>", "<unk>"]
+    meta = ckpt["seqlab"]["metadata"]
+    found = [w for w in meta["vocab"] if w in words or w.lower() in words]  # exact, then lowercase match
+    assert metrics["vectors_vocab_coverage"] == pytest.approx(len(found) / (len(meta["vocab"]) - 2))
+    assert any(k.startswith("net.encoder.char_encoder.") for k in ckpt["state_dict"])
+    assert meta["vocab"][:2] == ["<pad>", "<unk>"] and meta["chars"][:2] == ["<pad>", "<unk>"]
 
 
 def test_vector_dimension_mismatch_is_reported(tmp_path):
@@ -118,6 +140,6 @@ def test_oov_accuracy_is_null_when_no_test_word_is_unseen(tmp_path):
     train_file = root / "en_ewt-ud-train.conllu"
     (root / "en_ewt-ud-test.conllu").write_text(train_file.read_text(encoding="utf-8"), encoding="utf-8")
     proc = run_train(tmp_path, "data=pos", f"data.root={root}", "data.download=false", "data.min_freq=1", *SMALL)
-    metrics = _check_run(tmp_path / "run")
+    metrics = _check_run(tmp_path / "run", root)
     assert metrics["test_oov_acc"] is None
     assert "test_oov_acc is undefined" in proc.stdout + proc.stderr

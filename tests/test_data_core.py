@@ -9,10 +9,12 @@ import torch
 
 from seqlab.data import cache
 from seqlab.data.cache import Ragged
-from seqlab.data.collate import IGNORE_INDEX, Collate
+from seqlab.data.collate import Collate
 from seqlab.data.sampler import BucketBatchSampler
 from seqlab.data.tokenize import tokenize, tokenize_many
-from seqlab.data.vocab import PAD, UNK, Vocab, select_by_counts
+from seqlab.data.vocab import IGNORE_INDEX, PAD, UNK, Vocab, select_by_counts
+from seqlab.tasks.classification import Classification
+from seqlab.tasks.tagging import Tagging
 
 
 def test_vocab_from_counts_orders_by_frequency_and_respects_limits():
@@ -98,7 +100,7 @@ def test_bucket_sampler_rejects_more_ranks_than_examples():
 
 def test_collate_classification_and_tagging():
     ex = [{"ids": torch.tensor([5, 6, 7]), "label": 1}, {"ids": torch.tensor([8]), "label": 0}]
-    b = Collate(pad_index=0, tagging=False)(ex)
+    b = Collate(Classification.collate_labels)(ex)
     assert b["tokens"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["lengths"].tolist() == [3, 1] and b["labels"].tolist() == [1, 0]
     tex = [{"ids": torch.tensor([5, 6]), "label": torch.tensor([2, 3]), "forms": torch.tensor([5, 9])},
@@ -106,7 +108,7 @@ def test_collate_classification_and_tagging():
     never_seen = torch.zeros(10, dtype=torch.bool)
     never_seen[9] = True
     char_table = torch.arange(20).view(10, 2)
-    t = Collate(pad_index=0, tagging=True, never_seen=never_seen, char_table=char_table)(tex)
+    t = Collate(Tagging.collate_labels, never_seen=never_seen, char_table=char_table)(tex)
     assert t["labels"].tolist() == [[2, 3], [4, IGNORE_INDEX]]
     assert t["unseen"].tolist() == [[False, True], [False, False]]
     assert t["chars"].tolist() == [[[10, 11], [18, 19]], [[16, 17], [0, 1]]]  # padding -> row 0 of the table
@@ -144,8 +146,8 @@ def test_collate_unk_replace_only_touches_rare_words():
     rare = torch.tensor([False, False, True, False])  # id 2 was seen once in training
     items = [{"ids": torch.tensor([2, 3] * 500), "label": 0}]
     torch.manual_seed(0)
-    tokens = Collate(0, False, unk_replace=0.5, rare=rare)(items)["tokens"][0]
+    tokens = Collate(Classification.collate_labels, unk_replace=0.5, rare=rare)(items)["tokens"][0]
     assert (tokens[1::2] == 3).all()  # frequent words untouched
     replaced = (tokens[0::2] == 1).float().mean().item()
     assert 0.4 < replaced < 0.6 and set(tokens[0::2].tolist()) == {1, 2}
-    assert Collate(0, False)(items)["tokens"][0].tolist() == [2, 3] * 500
+    assert Collate(Classification.collate_labels)(items)["tokens"][0].tolist() == [2, 3] * 500

@@ -99,4 +99,4 @@ def test_ddp_jobs_in_a_multirun(tmp_path):
         assert (job / "metrics.json").is_file() and (job / "train_ddp_process_1.log").is_file()
         ranks = [json.loads((job / f"samples/rank{r}.json").read_text()) for r in (0, 1)]
         assert sorted(ranks[0]["0"] + ranks[1]["0"]) == list(range(60))
-    assert "| rank | job | model.dropout | status |" in proc.stdout
+    assert "| rank | model.dropout | val_acc |" in proc.stdout

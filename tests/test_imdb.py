@@ -28,8 +28,9 @@ def test_tree_splits_vocab_and_metadata(imdb_tree, tmp_path):
     sizes = {k: len(v) for k, v in dm.datasets.items()}
     assert sizes == {"train": 22, "val": 2, "test": 24}  # 10% of 12 per class, stratified: 1 + 1
     assert sorted(dm.datasets["val"][i]["label"] for i in range(2)) == [0, 1]
-    assert dm.metadata == {"task": "classification", "vocab_size": len(dm.vocab), "pad_index": 0,
-                           "labels": ["neg", "pos"]}
+    meta = dm.metadata
+    assert (meta.task, meta.labels, meta.vocab, meta.pad_index) == ("classification", ["neg", "pos"], dm.vocab.itos, 0)
+    assert (meta.tokenizer, meta.lowercase, meta.chars, meta.dataset) == ("spacy:en", True, None, "imdb")
     assert "<br" not in dm.vocab.itos and "great" in dm.vocab.itos
     batch = next(iter(dm.train_dataloader()))
     assert batch["tokens"].shape[0] == batch["lengths"].shape[0] == batch["labels"].shape[0] <= 4

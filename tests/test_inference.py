@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, make_imdb_tree, make_pos_dir
+from conftest import REPO, make_imdb_tree, make_pos_dir, raw_imdb_test, raw_pos_test
 from omegaconf import OmegaConf
 
 from seqlab.errors import ConfigError, DataError
-from seqlab.evaluate import evaluate
+from seqlab.evaluate import apply_overrides, evaluate, load_module, run_config
 from seqlab.inference import Predictor, read_lines
+from seqlab.train import build_datamodule
 
 MAX_LENGTH = 40  # longer than every fixture review, so only the prediction tests' long input is truncated
 TRAIN = ["data.download=false", "data.batch_size=8", f"data.max_length={MAX_LENGTH}", "data.lowercase=true",
@@ -116,7 +117,11 @@ def test_evaluate_on_other_data_uses_the_checkpoint_vocabulary(top, runs, tmp_pa
         out = evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], **{"data.root": str(tmp_path / "other")},
                                 output=str(tmp_path / "m.json")))
     assert "encoded with the checkpoint's" in caplog.text
-    assert out["examples"] == 30 and 0.0 <= out["test_acc"] <= 1.0
+    # the same number as predicting the other data's raw test texts with the checkpoint alone
+    texts, gold = raw_imdb_test(tmp_path / "other")
+    preds = Predictor.from_checkpoint(m["best_checkpoint"]).predict(texts)
+    assert out["examples"] == 30 == len(gold)
+    assert out["test_acc"] == pytest.approx(sum(p.record["label"] == g for p, g in zip(preds, gold)) / 30, abs=1e-7)
 
 
 def test_evaluate_reports_user_errors(top, runs, tmp_path):
@@ -136,24 +141,6 @@ def test_evaluate_reports_user_errors(top, runs, tmp_path):
 
 # -- predict ----------------------------------------------------------------------------------------------------------
 
-def raw_imdb_test(root: Path) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    for label in ("neg", "pos"):
-        for f in sorted((root / "aclImdb/test" / label).glob("*.txt")):
-            texts.append(f.read_text(encoding="utf-8"))
-            labels.append(label)
-    return texts, labels
-
-
-def raw_pos_test(root: Path) -> tuple[list[str], list[list[str]]]:
-    sents, tags = [], []
-    for block in (root / "en_ewt-ud-test.conllu").read_text(encoding="utf-8").strip().split("\n\n"):
-        rows = [line.split("\t") for line in block.splitlines() if not line.startswith("#")]
-        sents.append(" ".join(r[1] for r in rows))
-        tags.append([r[3] for r in rows])
-    return sents, tags
-
-
 @pytest.mark.parametrize("data", ["imdb", "pos"])
 def test_predicting_raw_test_text_gives_the_test_accuracy(top, runs, data):
     """Raw text -> tokenize -> vocabulary -> model agrees with the datamodule's test batches, example by example."""
@@ -163,13 +150,23 @@ def test_predicting_raw_test_text_gives_the_test_accuracy(top, runs, data):
     if data == "imdb":
         texts, gold = raw_imdb_test(root / "imdb")
         preds = predictor.predict(texts, batch_size=7)
-        right, total = sum(p.label == g for p, g in zip(preds, gold)), len(gold)
-        assert all(0.5 <= p.probability <= 1.0 for p in preds)
+        right, total = sum(p.record["label"] == g for p, g in zip(preds, gold)), len(gold)
+        # each probability is the trained module's softmax on the datamodule's own encoding of that review
+        model, _ = load_module(torch.load(m["best_checkpoint"], weights_only=True))
+        run = run_config(Path(m["best_checkpoint"]), None)
+        apply_overrides(run, eval_cfg(top))
+        dm = build_datamodule(run)
+        dm.setup()
+        ds, collate = dm.datasets["test"], dm.test_dataloader().collate_fn
+        with torch.no_grad():
+            ref = [model(**{k: v for k, v in collate([ds[i]]).items() if k in ("tokens", "lengths")}).softmax(-1)
+                   .max().item() for i in range(len(ds))]
+        assert [p.record["probability"] for p in preds] == pytest.approx(ref, abs=1e-6)
     else:
         texts, gold = raw_pos_test(root / "ud_english_ewt")
         preds = predictor.predict(texts, batch_size=7)
-        assert all(len(p.tags) == len(g) for p, g in zip(preds, gold))
-        right = sum(t == g for p, gs in zip(preds, gold) for t, g in zip(p.tags, gs))
+        assert all(len(p.record["tags"]) == len(g) for p, g in zip(preds, gold))
+        right = sum(t == g for p, gs in zip(preds, gold) for t, g in zip(p.record["tags"], gs))
         total = sum(map(len, gold))
     assert right / total == pytest.approx(m["test_acc"], abs=1e-6)
 
@@ -181,9 +178,10 @@ def test_batched_prediction_keeps_input_order_and_values(runs):
     batched = predictor.predict(texts, batch_size=2)
     for text, p in zip(texts, batched):
         (alone,) = predictor.predict([text])
-        assert p.label == alone.label and p.probability == pytest.approx(alone.probability, abs=1e-5)
-    assert batched[2].label is None and batched[2].tokens == []
-    assert batched[0].label == "pos" and batched[1].label == "neg"
+        assert p.record["label"] == alone.record["label"]
+        assert p.record["probability"] == pytest.approx(alone.record["probability"], abs=1e-5)
+    assert batched[2].record == {"label": None, "probability": None} and batched[2].tokens == []
+    assert batched[0].record["label"] == "pos" and batched[1].record["label"] == "neg"
 
 
 def test_tagging_looks_up_lowercased_but_prints_the_original_tokens(runs, capsys):
@@ -213,7 +211,9 @@ def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["label"] for r in lines] == ["pos", None, "neg"] and 0.5 <= lines[0]["probability"] <= 1.0
+    assert [r["label"] for r in lines] == ["pos", None, "neg"]
+    in_process = Predictor.from_checkpoint(ckpt).predict(stdin.splitlines())
+    assert [r["probability"] for r in lines] == [p.record["probability"] for p in in_process]
     loaded = proc.stderr.split("MODULES", 1)[1]
     assert "seqlab.data.imdb" not in loaded and "seqlab.data.pos" not in loaded and "seqlab.data.base" not in loaded
     assert not (tmp_path / "no-cache").exists() and sorted(os.listdir(tmp_path)) == []

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_metadata
 from torch import nn
 
 from seqlab.errors import ConfigError
 from seqlab.models.chars import CharCNN, CharLSTM
 from seqlab.models.encoder import make_rnn, reverse_index, run_packed, run_padded
-from seqlab.models.module import SeqModel, pool
+from seqlab.models.heads import pool
+from seqlab.models.module import SeqModel
 
-META = {"task": "classification", "vocab_size": 30, "pad_index": 0, "labels": ["neg", "pos"]}
+META = make_metadata("classification", 30, ["neg", "pos"])
 
 
 def test_reverse_index_reverses_within_length():
@@ -58,14 +60,14 @@ def test_custom_backend_never_runs_a_torch_kernel(monkeypatch, cell, path):
     monkeypatch.setattr(encoder, "_VF", NoKernels())
     monkeypatch.setattr(nn.LSTM, "forward", _refuse)
     monkeypatch.setattr(nn.GRU, "forward", _refuse)
-    meta = {"task": "tagging", "vocab_size": 30, "pad_index": 0, "labels": list("ABCD"), "num_chars": 12}
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
     model = SeqModel(meta, embedding_dim=8, hidden_size=6, num_layers=2, dropout=0.0, backend="custom", cell=cell,
                      path=path, char_encoder="lstm", char_dim=4, char_hidden=5)
-    assert type(model.encoder.rnn).__module__.startswith("seqlab.nn")
-    assert type(model.encoder.char_encoder.rnn).__module__.startswith("seqlab.nn")
+    assert type(model.net.encoder.rnn).__module__.startswith("seqlab.nn")
+    assert type(model.net.encoder.char_encoder.rnn).__module__.startswith("seqlab.nn")
     logits = model(torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(1, 12, (2, 5, 6)))
     logits.sum().backward()
-    assert logits.shape == (2, 5, 4) and model.encoder.rnn.weight_hh_l1.grad.abs().sum() > 0
+    assert logits.shape == (2, 5, 4) and model.net.encoder.rnn.weight_hh_l1.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("cell, cls", [("lstm", nn.LSTM), ("gru", nn.GRU)])
@@ -74,28 +76,29 @@ def test_cell_and_backend_pick_the_module(cell, cls):
 
     for backend, expected in (("torch", cls), ("custom", getattr(seqlab.nn, cls.__name__))):
         model = SeqModel(META, embedding_dim=8, hidden_size=6, cell=cell, backend=backend)
-        assert type(model.encoder.rnn) is expected and model.encoder.lstm is model.encoder.rnn
+        assert type(model.net.encoder.rnn) is expected and model.net.encoder.lstm is model.net.encoder.rnn
         assert model.hparams.cell == cell
 
 
 def test_auto_path_is_padded_on_cpu_for_both_backends():
     for backend in ("torch", "custom"):
         model = SeqModel(META, embedding_dim=8, hidden_size=6, backend=backend)
-        assert model.encoder.resolved_path(torch.device("cpu")) == "padded"
-    assert SeqModel(META, backend="torch").encoder.resolved_path(torch.device("cuda")) == "packed"
-    assert SeqModel(META, backend="custom").encoder.resolved_path(torch.device("cuda")) == "padded"
-    assert SeqModel(META, backend="torch", path="packed").encoder.resolved_path(torch.device("cpu")) == "packed"
+        assert model.net.encoder.resolved_path(torch.device("cpu")) == "padded"
+    assert SeqModel(META, backend="torch").net.encoder.resolved_path(torch.device("cuda")) == "packed"
+    assert SeqModel(META, backend="custom").net.encoder.resolved_path(torch.device("cuda")) == "padded"
+    assert SeqModel(META, backend="torch", path="packed").net.encoder.resolved_path(torch.device("cpu")) == "packed"
 
 
 def test_state_dict_from_before_the_gru_loads():
     """Checkpoints written when the recurrent modules were named `lstm` load into `rnn`."""
-    meta = {"task": "tagging", "vocab_size": 30, "pad_index": 0, "labels": list("ABCD"), "num_chars": 12}
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
     model = SeqModel(meta, embedding_dim=8, hidden_size=6, char_encoder="lstm", char_dim=4, char_hidden=5)
     old = {k.replace(".rnn.", ".lstm."): v + 1 for k, v in model.state_dict().items()}
-    assert "encoder.lstm.weight_ih_l0" in old and "encoder.char_encoder.lstm.weight_hh_l0" in old
+    assert "net.encoder.lstm.weight_ih_l0" in old and "net.encoder.char_encoder.lstm.weight_hh_l0" in old
     model.load_state_dict(old)  # strict
-    assert torch.equal(model.encoder.rnn.weight_ih_l0, old["encoder.lstm.weight_ih_l0"])
-    assert torch.equal(model.encoder.char_encoder.rnn.weight_hh_l0, old["encoder.char_encoder.lstm.weight_hh_l0"])
+    enc = model.net.encoder
+    assert torch.equal(enc.rnn.weight_ih_l0, old["net.encoder.lstm.weight_ih_l0"])
+    assert torch.equal(enc.char_encoder.rnn.weight_hh_l0, old["net.encoder.char_encoder.lstm.weight_hh_l0"])
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
@@ -138,7 +141,7 @@ def test_char_encoders_shapes_and_padding(cls, size, backend, cell):
 
 
 def test_tagging_model_with_chars_gives_per_token_logits():
-    meta = {"task": "tagging", "vocab_size": 30, "pad_index": 0, "labels": list("ABCD"), "num_chars": 12}
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
     model = SeqModel(meta, embedding_dim=8, hidden_size=6, dropout=0.0, char_encoder="cnn", char_dim=4,
                      char_hidden=5)
     logits = model(torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(0, 12, (2, 5, 6)))
@@ -156,7 +159,8 @@ def test_bad_model_config_is_a_clear_error(kw, key):
 
 def test_frozen_embeddings():
     model = SeqModel(META, freeze_embeddings=True)
-    assert not model.encoder.embedding.weight.requires_grad and model.encoder.rnn.weight_ih_l0.requires_grad
+    enc = model.net.encoder
+    assert not enc.embedding.weight.requires_grad and enc.rnn.weight_ih_l0.requires_grad
 
 
 def test_optimizer_without_scheduler_is_plain():

@@ -6,6 +6,7 @@ import pytest
 from conftest import conllu_sentence, make_pos_dir
 
 from seqlab.data.pos import PosDataModule
+from seqlab.data.vocab import UNSEEN_LABEL
 from seqlab.errors import ConfigError, DataError
 
 
@@ -20,7 +21,7 @@ def test_reads_splits_tags_from_training_data(tmp_path):
     dm = _dm(make_pos_dir(tmp_path / "ewt"), tmp_path)
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 60, "val": 12, "test": 12}
     assert sorted(dm.labels) == ["ADJ", "DET", "NOUN", "PUNCT", "VERB"]
-    assert dm.metadata["task"] == "tagging"
+    assert dm.metadata.task == "tagging" and dm.metadata.labels == dm.labels
     assert "ghost" not in dm.vocab and "the_dog" not in dm.vocab  # empty node / multi-word token skipped
     item = dm.datasets["train"][0]
     assert len(item["ids"]) == len(item["label"]) == len(item["forms"])
@@ -31,7 +32,7 @@ def test_reads_splits_tags_from_training_data(tmp_path):
     word = dm.vocab.itos[int(b["tokens"][0, 0])]
     n = min(len(word), dm.max_word_length)
     assert "".join(dm.chars[c] for c in b["chars"][0, 0, :n].tolist()) == word[:n]
-    assert dm.metadata["num_chars"] == len(dm.chars)
+    assert dm.metadata.chars == dm.chars
 
 
 def test_unseen_words_and_tags_in_test(tmp_path):
@@ -40,9 +41,10 @@ def test_unseen_words_and_tags_in_test(tmp_path):
     with open(root / "en_ewt-ud-test.conllu", "a", encoding="utf-8") as f:
         f.write(extra)
     dm = _dm(root, tmp_path)
-    assert dm.labels[-1] == "INTJ" and "INTJ" not in dm.labels[:-1]  # appended after the training tags
+    assert "INTJ" not in dm.labels  # the model's tags come from the training data alone...
     ds = dm.datasets["test"]
     i = len(ds) - 1
+    assert ds[i]["label"].tolist()[2] == UNSEEN_LABEL  # ...a test-only tag always counts as an error
     assert ds[i]["ids"].tolist()[1:] == [1, 1]  # unseen words are <unk> in the vocabulary...
     loader = dm.test_dataloader()
     batch = loader.collate_fn([ds[i]])

@@ -1,17 +1,19 @@
 """Shared datamodule machinery: cached corpus -> train/val/test id streams -> bucketed, padded batches.
 
-A subclass provides `_build_corpus()`: token ids over a *full* vocabulary sorted by training frequency (ids 0/1 =
-`<pad>`/`<unk>`) plus labels, for splits "train", "test" and optionally "val". The corpus is cached on disk under a
-fingerprint of its sources and tokenization settings. The kept vocabulary (`min_freq`, `max_size`, counted on the
-training portion only, after the validation carve) is a re-mapping of those ids, so vocabulary settings, seeds and
-validation fractions change in milliseconds without re-tokenizing.
+A subclass provides `_corpus_spec()` (what the cache depends on) and `_build_corpus()`: token ids over a *full*
+vocabulary sorted by training frequency (ids 0/1 = `<pad>`/`<unk>`) plus labels, for splits "train" and optionally
+"val" and "test". The corpus is cached on disk under a fingerprint of its sources and settings. The kept vocabulary
+(`min_freq`, `max_size`, counted on the training portion only, after the validation carve) is a re-mapping of those
+ids, so vocabulary settings, seeds and validation fractions change in milliseconds without re-tokenizing.
+
+What differs between tasks (how labels batch, how the validation split is carved, whether tokens carry word
+features) is asked of the task class (`data.task`, else the datamodule's `default_task`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,24 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqlab.data import cache
 from seqlab.data.cache import Ragged
+from seqlab.data.chars import char_vocabulary, encode_chars
 from seqlab.data.collate import Collate
 from seqlab.data.resumable import ResumableDataLoader
 from seqlab.data.sampler import BucketBatchSampler
-from seqlab.data.vocab import PAD, UNK, Vocab, select_by_counts
-from seqlab.errors import ConfigError
+from seqlab.data.vocab import PAD, PAD_INDEX, UNK, UNK_INDEX, UNSEEN_LABEL, Vocab, select_by_counts
+from seqlab.errors import ConfigError, DataError
+from seqlab.metadata import Metadata
+from seqlab.tasks import get_task
 
 log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
 
 
 class SequenceDataset(Dataset):
     """Items {"ids": (T,), "label": int or (T,) tags[, "forms": (T,)]}, truncated to `max_length` tokens.
 
-    `forms` are ids in the full vocabulary (every word form of the corpus, rare and unseen ones included); tagging
-    uses them for unseen-word flags and character features.
+    `forms` are ids in the full vocabulary (every word form of the corpus, rare and unseen ones included); per-token
+    tasks use them for unseen-word flags and character features.
     """
 
     def __init__(self, ids: Ragged, labels: torch.Tensor | Ragged, max_length: int | None = None,
@@ -57,41 +63,49 @@ class SequenceDataset(Dataset):
         return n if self.max_length is None else n.clamp(max=self.max_length)
 
 
-def _check_positive(name: str, value: Any, allow_none: bool = False) -> None:
+def check_positive(key: str, value: Any, allow_none: bool = False) -> None:
+    """ConfigError naming `key` unless `value` is a positive integer (or None when allowed)."""
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"data.{name} must be a positive integer{' or null' if allow_none else ''}, got {value!r}.")
+        raise ConfigError(f"{key} must be a positive integer{' or null' if allow_none else ''}, got {value!r}.")
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    task = "classification"  # or "tagging"
+    default_task = "classification"
     name = "base"
+    tokenizer_spec = "spacy:en"  # how raw text becomes tokens at prediction time (subclasses may set their own)
+    max_word_length = 20  # characters per word seen by a character encoder
 
-    def __init__(self, root: str | Path, cache_dir: str | Path, batch_size: int = 64, eval_batch_size: int = 256,
-                 num_workers: int = 0, max_length: int | None = None, lowercase: bool = True,
-                 max_size: int | None = None, min_freq: int = 1, val_fraction: float = 0.1, seed: int = 0,
-                 tokenizer_workers: int | None = None, unk_replace: float = 0.0):
+    def __init__(self, root: str | Path | None, cache_dir: str | Path, batch_size: int = 64,
+                 eval_batch_size: int = 256, num_workers: int = 0, max_length: int | None = None,
+                 lowercase: bool = True, max_size: int | None = None, min_freq: int = 1, val_fraction: float = 0.1,
+                 seed: int = 0, tokenizer_workers: int | None = None, unk_replace: float = 0.0,
+                 task: str | None = None, metadata: Metadata | None = None):
         super().__init__()
         for key in ("batch_size", "eval_batch_size"):
-            _check_positive(key, locals()[key])
-        _check_positive("max_length", max_length, allow_none=True)
-        _check_positive("max_size", max_size, allow_none=True)
-        _check_positive("min_freq", min_freq)
+            check_positive(f"data.{key}", locals()[key])
+        check_positive("data.max_length", max_length, allow_none=True)
+        check_positive("data.max_size", max_size, allow_none=True)
+        check_positive("data.min_freq", min_freq)
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}.")
         if not 0.0 <= float(unk_replace) < 1.0:
             raise ConfigError(f"data.unk_replace must be in [0, 1), got {unk_replace!r}.")
         if not 0.0 < float(val_fraction) < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}.")
-        self.root = Path(root).expanduser()
+        self.root = None if root is None else Path(root).expanduser()
         self.cache_dir = Path(cache_dir).expanduser()
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.max_length, self.lowercase, self.max_size, self.min_freq = max_length, lowercase, max_size, min_freq
         self.val_fraction, self.seed, self.tokenizer_workers = float(val_fraction), seed, tokenizer_workers
         self.unk_replace = float(unk_replace)
+        self.task_name = task or self.default_task
+        self.task_class = get_task(self.task_name)
+        self.given = metadata  # encode with this vocabulary and these labels (a checkpoint's) instead of building
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
+        self.chars: list[str] | None = None
         self.datasets: dict[str, SequenceDataset] = {}
 
     # -- subclass interface ---------------------------------------------------------------------------------------
@@ -101,7 +115,9 @@ class SequenceDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def _build_corpus(self) -> dict[str, Any]:
-        """{"itos": full vocab, "labels": names, "train"/"test"[/"val"]: {"ids": Ragged.state(), "labels": ...}}."""
+        """{"itos": full vocab, "labels": names, "train"[/"val"/"test"]: {"ids": Ragged.state(), "labels": ...}};
+        labels are ids into "labels" (UNSEEN_LABEL for a label that training lacks), a tensor (N,) per sequence
+        or a Ragged state per token."""
         raise NotImplementedError
 
     # -- corpus cache ------------------------------------------------------------------------------------------------
@@ -128,12 +144,10 @@ class SequenceDataModule(pl.LightningDataModule):
 
     # -- splits and vocabulary -----------------------------------------------------------------------------------------
     def _carve_val(self, labels: torch.Tensor | Ragged, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic (seeded) train/val index split, stratified by label for classification."""
+        """Deterministic (seeded) train/val index split; the task says which groups to sample evenly from."""
         g = torch.Generator().manual_seed(self.seed)
-        groups = [torch.nonzero(labels == c).flatten() for c in labels.unique()] \
-            if isinstance(labels, torch.Tensor) else [torch.arange(n)]
         val = []
-        for idx in groups:
+        for idx in self.task_class.carve_groups(labels, n):
             idx = idx[torch.randperm(len(idx), generator=g)]
             val.append(idx[:round(len(idx) * self.val_fraction)])
         val_idx = torch.sort(torch.cat(val)).values
@@ -145,79 +159,106 @@ class SequenceDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         corpus = self._load_corpus()
-        self.labels = list(corpus["labels"])
 
         def split(name):
-            ids = Ragged(**corpus[name]["ids"])
             lab = corpus[name]["labels"]
-            return ids, (Ragged(**lab) if isinstance(lab, dict) else lab)
+            return Ragged(**corpus[name]["ids"]), (Ragged(**lab) if isinstance(lab, dict) else lab)
 
-        train_ids, train_labels = split("train")
-        if "val" in corpus:
-            val_ids, val_labels = split("val")
-        else:
-            tr, va = self._carve_val(train_labels, len(train_ids))
-            val_ids, val_labels = train_ids.subset(va), _take(train_labels, va)
-            train_ids, train_labels = train_ids.subset(tr), _take(train_labels, tr)
-        test_ids, test_labels = split("test")
+        parts = {name: split(name) for name in SPLITS if name in corpus}
+        if "val" not in parts:
+            (ids, lab), n = parts["train"], len(parts["train"][0])
+            tr, va = self._carve_val(lab, n)
+            parts["val"], parts["train"] = (ids.subset(va), _take(lab, va)), (ids.subset(tr), _take(lab, tr))
 
         full_itos = corpus["itos"]
-        counts = torch.bincount(train_ids.values.long(), minlength=len(full_itos))
-        kept = select_by_counts(counts, self.max_size, self.min_freq)
-        table = torch.full((len(full_itos),), Vocab.unk_index, dtype=torch.int64)
-        table[0] = Vocab.pad_index
-        table[kept] = torch.arange(2, 2 + len(kept))
-        self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
-        self.rare = torch.zeros(len(self.vocab), dtype=torch.bool)  # kept ids seen once in training
-        self.rare[2:] = counts[kept] == 1
-        self.train_counts = counts  # full-vocab training counts (for OOV statistics)
-        self.full_itos = full_itos
-        tagging = self.task == "tagging"
+        counts = torch.bincount(parts["train"][0].values.long(), minlength=len(full_itos))
+        table = self._vocabulary(full_itos, counts)
+        self.labels, relabel = self._label_names(list(corpus["labels"]))
+        kept_counts = torch.zeros(len(self.vocab), dtype=torch.long).index_add_(0, table, counts)
+        self.rare = kept_counts == 1  # kept ids seen once in training (data.unk_replace)
+        self.rare[:2] = False
+        self.train_counts, self.full_itos = counts, full_itos  # full-vocab training counts (OOV statistics, vectors)
+        per_token = self.task_class.per_token
         self.never_seen = counts == 0  # full id -> True if the word never occurs in the training portion
-        if tagging:
-            self.chars, self.char_table = char_table(full_itos, counts, self.max_word_length)
-        for name, ids, lab in (("train", train_ids, train_labels), ("val", val_ids, val_labels),
-                               ("test", test_ids, test_labels)):
+        if per_token:
+            trained = [(full_itos[i], int(counts[i])) for i in torch.nonzero(counts).flatten().tolist() if i > 1]
+            self.chars = self.given.chars if self.given is not None and self.given.chars else char_vocabulary(trained)
+            self.char_table = encode_chars(full_itos, self.chars, self.max_word_length)
+        for name, (ids, lab) in parts.items():
+            lab = _relabel(lab, relabel) if relabel is not None else lab
             self.datasets[name] = SequenceDataset(ids.map_values(table), lab, self.max_length,
-                                                  forms=ids if tagging else None)
-        log.info("%s: vocab %d, train %d, val %d, test %d", self.name, len(self.vocab),
-                 *(len(self.datasets[s]) for s in ("train", "val", "test")))
+                                                  forms=ids if per_token else None)
+        log.info("%s: vocab %d, %s", self.name, len(self.vocab),
+                 ", ".join(f"{s} {len(self.datasets[s])}" for s in SPLITS if s in self.datasets))
+
+    def _vocabulary(self, full_itos: list[str], counts: torch.Tensor) -> torch.Tensor:
+        """Sets self.vocab (kept tokens) and returns the full id -> kept id table (`<unk>` for the rest)."""
+        table = torch.full((len(full_itos),), UNK_INDEX, dtype=torch.int64)
+        table[PAD_INDEX] = PAD_INDEX
+        if self.given is not None:  # a checkpoint's vocabulary: words it lacks become <unk>
+            stoi = {t: i for i, t in enumerate(self.given.vocab)}
+            table[2:] = torch.tensor([stoi.get(t, UNK_INDEX) for t in full_itos[2:]], dtype=torch.int64)
+            self.vocab = Vocab(self.given.vocab)
+            missing = len(set(self.given.vocab[2:]) - set(full_itos))
+            if missing or self.given.vocab != self._built_vocab(full_itos, counts).itos:
+                log.warning("This data builds another vocabulary than the checkpoint's; it is encoded with the "
+                            "checkpoint's (%d of its %d words do not occur in this data), so metrics can differ from "
+                            "the training run's.", missing, len(self.given.vocab))
+            return table
+        self.vocab = self._built_vocab(full_itos, counts)
+        kept = select_by_counts(counts, self.max_size, self.min_freq)
+        table[kept] = torch.arange(2, 2 + len(kept))
+        return table
+
+    def _built_vocab(self, full_itos: list[str], counts: torch.Tensor) -> Vocab:
+        kept = select_by_counts(counts, self.max_size, self.min_freq)
+        return Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
+
+    def _label_names(self, names: list[str]) -> tuple[list[str], torch.Tensor | None]:
+        """(label names, corpus label id -> model label id table or None). A checkpoint's labels keep their ids;
+        labels of the data that the checkpoint lacks count as errors (UNSEEN_LABEL)."""
+        if self.given is None or self.given.labels == names:
+            return names, None
+        index = {n: i for i, n in enumerate(self.given.labels)}
+        extra = [n for n in names if n not in index]
+        if extra:
+            log.warning("Labels of this data that the checkpoint lacks count as errors: %s", ", ".join(extra))
+        return list(self.given.labels), torch.tensor([index.get(n, UNSEEN_LABEL) for n in names], dtype=torch.int64)
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        """What the model needs to build itself; nothing here is typed into a yaml."""
+    def metadata(self) -> Metadata:
+        """What the model needs to build itself, the checkpoint stores and prediction reads back."""
         if self.vocab is None:
             self.setup()
-        meta = {"task": self.task, "vocab_size": len(self.vocab), "pad_index": self.vocab.pad_index,
-                "labels": list(self.labels)}
-        if self.task == "tagging":
-            meta["num_chars"] = len(self.chars)
-        return meta
+        return Metadata(task=self.task_name, vocab=list(self.vocab.itos), labels=list(self.labels),
+                        tokenizer=self.tokenizer_spec, lowercase=self.lowercase, max_length=self.max_length,
+                        chars=None if self.chars is None else list(self.chars), max_word_length=self.max_word_length,
+                        dataset=self.name, task_options=self.task_options())
 
-    def inference_info(self) -> dict[str, Any]:
-        """What a checkpoint needs to process raw text without this datamodule: vocab, labels, preprocessing."""
-        if self.vocab is None:
-            self.setup()
-        return {"dataset": self.name, "task": self.task, "vocab": list(self.vocab.itos), "labels": list(self.labels),
-                "lowercase": self.lowercase, "max_length": self.max_length, "tokenizer": self.tokenizer_name,
-                "chars": list(self.chars) if self.task == "tagging" else None, "max_word_length": self.max_word_length}
-
-    tokenizer_name = "spacy-blank-en"  # how raw text becomes tokens at prediction time
-    max_word_length = 20  # characters per word seen by a character encoder (tagging)
+    def task_options(self) -> dict[str, Any]:
+        """Settings the task needs from the data (e.g. a tag scheme); none by default."""
+        return {}
 
     def word_counts(self) -> dict[str, int]:
         """Training counts of every word form of the training portion, kept in the vocabulary or not."""
         nz = torch.nonzero(self.train_counts).flatten().tolist()
         return {self.full_itos[i]: int(self.train_counts[i]) for i in nz if i > 1}
 
+    def has_split(self, split: str) -> bool:
+        if not self.datasets:
+            self.setup()
+        return split in self.datasets
+
     # -- loaders -----------------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise DataError(f"The {self.name} data has no {split} split; give data.{split}_file.")
         ds = self.datasets[split]
         sampler = BucketBatchSampler(ds.lengths(), self.batch_size if shuffle else self.eval_batch_size,
                                      shuffle=shuffle, seed=self.seed)
-        tagging = self.task == "tagging"
-        collate = Collate(self.vocab.pad_index, tagging, never_seen=self.never_seen if tagging else None,
-                          char_table=self.char_table if tagging else None,
+        per_token = self.task_class.per_token
+        collate = Collate(self.task_class.collate_labels, never_seen=self.never_seen if per_token else None,
+                          char_table=self.char_table if per_token else None,
                           unk_replace=self.unk_replace if shuffle else 0.0, rare=self.rare)
         return ResumableDataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate,
                                    persistent_workers=self.num_workers > 0)
@@ -232,21 +273,13 @@ class SequenceDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
-def char_table(full_itos: list[str], counts: torch.Tensor, max_len: int) -> tuple[list[str], torch.Tensor]:
-    """Character vocabulary of the training words (`<pad>` 0, `<unk>` 1) and a (V_full, max_len) id table of
-    every word form's first `max_len` characters (0-padded), so unseen words still get character features."""
-    seen = Counter()
-    for i in torch.nonzero(counts).flatten().tolist():
-        seen.update(full_itos[i])
-    chars = [PAD, UNK, *sorted(seen, key=lambda c: (-seen[c], c))]
-    cid = {c: i for i, c in enumerate(chars)}
-    table = torch.zeros(len(full_itos), max_len, dtype=torch.int64)
-    for i, w in enumerate(full_itos[2:], start=2):
-        ids = [cid.get(c, 1) for c in w[:max_len]]
-        table[i, :len(ids)] = torch.tensor(ids)
-    table[1, 0] = 1  # <unk> as a one-character unknown word
-    return chars, table
-
-
 def _take(labels: torch.Tensor | Ragged, index: torch.Tensor):
     return labels.subset(index) if isinstance(labels, Ragged) else labels[index]
+
+
+def _relabel(labels: torch.Tensor | Ragged, table: torch.Tensor):
+    """Label ids through `table`, UNSEEN_LABEL kept."""
+    ext = torch.cat([table, torch.tensor([UNSEEN_LABEL])])  # index -1 -> the appended UNSEEN_LABEL
+    if isinstance(labels, Ragged):
+        return Ragged(ext[labels.values.long()].to(torch.int32), labels.offsets)
+    return ext[labels]

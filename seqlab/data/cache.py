@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from seqlab.io import atomic_open, atomic_write_text  # noqa: F401  (re-exported)
+from seqlab.atomic import atomic_open, atomic_write_text  # noqa: F401  (re-exported)
 
 CACHE_FORMAT = 1
 

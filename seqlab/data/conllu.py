@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seqlab.data.textfiles import read_utf8
 from seqlab.errors import ConfigError, DataError
 
 __all__ = ["EWT_SHA256", "EWT_SPLITS", "EWT_URL", "ensure_ewt", "ewt_filename", "read_conllu"]
@@ -26,20 +27,6 @@ _TAG_COLUMNS = {"upos": 3, "xpos": 4}
 Sentence = tuple[list[str], list[str]]
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """Decode ``data`` as UTF-8 (a leading BOM is dropped), naming the offending line if it is not valid UTF-8."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-        line = data.count(b"\n", 0, start) + 1
-        column = start - data.rfind(b"\n", 0, start)
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (bad byte {data[start : start + 1]!r} at byte column {column}); "
-            "re-save the file as UTF-8."
-        ) from None
-
-
 def read_conllu(path: Path | str, tag_field: str = "upos") -> list[Sentence]:
     """Read a CoNLL-U file into a list of ``(words, tags)`` sentences.
 
@@ -51,13 +38,7 @@ def read_conllu(path: Path | str, tag_field: str = "upos") -> list[Sentence]:
         raise ConfigError(f"data.tag_field must be 'upos' or 'xpos', got '{tag_field}'.")
     col = _TAG_COLUMNS[tag_field]
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} not found; download it or fix the path in the data config.") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory; point the data config at a .conllu file instead.") from None
-    text = _decode(path, data)
+    text = read_utf8(path)
 
     sentences: list[Sentence] = []
     words: list[str] = []

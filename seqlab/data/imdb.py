@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from seqlab.data import cache
 from seqlab.data.base import SequenceDataModule
-from seqlab.data.cache import Ragged
 from seqlab.data.download import download, safe_extract
+from seqlab.data.text import classification_corpus
 from seqlab.data.tokenize import tokenize_many, tokenizer_version
-from seqlab.data.vocab import PAD, UNK
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -22,6 +18,7 @@ log = logging.getLogger(__name__)
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_CHECKSUM = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 LABELS = ["neg", "pos"]
+CORPUS_VERSION = 2  # bump when what _build_corpus stores changes (2: seqlab.data.text.classification_corpus)
 SUBDIRS = [f"{split}/{label}" for split in ("train", "test") for label in LABELS]
 
 
@@ -33,7 +30,7 @@ class IMDBDataModule(SequenceDataModule):
     """Reads `data.root`: an extracted `aclImdb/` tree, else a `.tar.gz` with that layout, else downloads it."""
 
     name = "imdb"
-    task = "classification"
+    default_task = "classification"
 
     def __init__(self, root: str | Path, cache_dir: str | Path, url: str = IMDB_URL,
                  checksum: str | None = IMDB_CHECKSUM, download: bool = True, **kwargs: Any):
@@ -68,7 +65,8 @@ class IMDBDataModule(SequenceDataModule):
     def _corpus_spec(self) -> dict[str, Any]:
         kind, path = self.source()
         sig = cache.file_signature(path) if kind == "archive" else cache.tree_signature(path, SUBDIRS)
-        return {"dataset": "imdb", "source": sig, "lowercase": self.lowercase, "tokenizer": tokenizer_version()}
+        return {"dataset": "imdb", "version": CORPUS_VERSION, "source": sig, "lowercase": self.lowercase,
+                "tokenizer": tokenizer_version(self.tokenizer_spec)}
 
     def _tree(self) -> Path:
         kind, path = self.source()
@@ -93,17 +91,10 @@ class IMDBDataModule(SequenceDataModule):
                 for f in sorted((tree / split / label).glob("*.txt")):
                     texts[split].append(_read_review(f))
                     labels[split].append(y)
-        tokens = {s: tokenize_many(texts[s], self.lowercase, self.tokenizer_workers, desc=f"tokenizing IMDB {s}")
+        tokens = {s: tokenize_many(texts[s], self.lowercase, self.tokenizer_workers, desc=f"tokenizing IMDB {s}",
+                                   spec=self.tokenizer_spec)
                   for s in ("train", "test")}
-        counts = Counter(t for doc in tokens["train"] for t in doc)
-        itos = [PAD, UNK, *sorted(counts, key=lambda t: (-counts[t], t))]
-        stoi = {t: i for i, t in enumerate(itos)}
-        corpus: dict[str, Any] = {"itos": itos, "labels": LABELS}
-        for s in ("train", "test"):
-            # An empty review becomes one <unk> token: every example has length >= 1.
-            ids = Ragged.from_lists([[stoi.get(t, 1) for t in doc] or [1] for doc in tokens[s]])
-            corpus[s] = {"ids": ids.state(), "labels": torch.tensor(labels[s], dtype=torch.int64)}
-        return corpus
+        return classification_corpus(tokens, labels, LABELS)
 
 
 def _read_review(path: Path) -> str:

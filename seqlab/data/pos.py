@@ -1,25 +1,25 @@
 """Part-of-speech tagging on Universal Dependencies English-EWT (r2.16): UPOS (default) or XPOS tags.
 
-Words are the treebank's tokens (no re-tokenization). The tag set is read from the training file. Rule for a tag
-that occurs in dev/test but never in train: it is appended to the label set after the training tags (and a warning
-is logged), so those tokens count as errors, since the model can never predict them; accuracy stays honest.
+Words are the treebank's tokens (no re-tokenization). The tag set is read from the training file alone, so the
+model's shape does not depend on the test file. Rule for a tag that occurs in dev/test but never in train: its tokens
+carry UNSEEN_LABEL and count as errors (the model can never predict it), and a warning names it; accuracy stays
+honest. Raw text given to `predict.py` is tokenized with spaCy's blank English tokenizer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from seqlab.data import cache
 from seqlab.data.base import SequenceDataModule
-from seqlab.data.cache import Ragged
 from seqlab.data.conllu import ensure_ewt, ewt_filename, read_conllu
-from seqlab.data.vocab import PAD, UNK
+from seqlab.data.tagged import tagging_corpus
 from seqlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+CORPUS_VERSION = 3  # bump when what _build_corpus stores changes (3: tags from training only)
 SPLITS = {"train": "train", "val": "dev", "test": "test"}  # our split name -> EWT file suffix
 
 
@@ -27,7 +27,7 @@ class PosDataModule(SequenceDataModule):
     """Reads EWT from `data.root` (downloading missing files), or the CoNLL-U files given as data.*_file."""
 
     name = "pos"
-    task = "tagging"
+    default_task = "tagging"
 
     def __init__(self, root: str | Path, cache_dir: str | Path, train_file: str | None = None,
                  val_file: str | None = None, test_file: str | None = None, tag_field: str = "upos",
@@ -60,27 +60,9 @@ class PosDataModule(SequenceDataModule):
 
     def _corpus_spec(self) -> dict[str, Any]:
         files = {k: cache.file_signature(p) for k, p in self.paths().items()}
-        return {"dataset": "conllu", "version": 2, "files": files,
+        return {"dataset": "conllu", "version": CORPUS_VERSION, "files": files,
                 "tag_field": self.tag_field, "lowercase": self.lowercase}
 
     def _build_corpus(self) -> dict[str, Any]:
         sents = {k: read_conllu(p, self.tag_field) for k, p in self.paths().items()}
-        if self.lowercase:
-            sents = {k: [([w.lower() for w in ws], ts) for ws, ts in v] for k, v in sents.items()}
-        words = Counter(w for ws, _ in sents["train"] for w in ws)
-        itos = [PAD, UNK, *sorted(words, key=lambda t: (-words[t], t))]
-        # Word forms only in dev/test follow (training count 0: never in the kept vocabulary, but they keep their
-        # characters for a character encoder, and are flagged unseen).
-        itos += sorted({w for k in ("val", "test") for ws, _ in sents[k] for w in ws} - set(words))
-        tag_counts = Counter(t for _, ts in sents["train"] for t in ts)
-        labels = sorted(tag_counts, key=lambda t: (-tag_counts[t], t))
-        unseen = sorted({t for k in ("val", "test") for _, ts in sents[k] for t in ts} - set(labels))
-        if unseen:
-            log.warning("Tags absent from training data (counted as errors): %s", ", ".join(unseen))
-            labels += unseen
-        stoi, tag_id = {t: i for i, t in enumerate(itos)}, {t: i for i, t in enumerate(labels)}
-        corpus: dict[str, Any] = {"itos": itos, "labels": labels}
-        for k, v in sents.items():
-            corpus[k] = {"ids": Ragged.from_lists([[stoi.get(w, 1) for w in ws] for ws, _ in v]).state(),
-                         "labels": Ragged.from_lists([[tag_id[t] for t in ts] for _, ts in v]).state()}
-        return corpus
+        return tagging_corpus(sents, self.lowercase)

@@ -8,6 +8,9 @@ from collections.abc import Iterable, Sequence
 import torch
 
 PAD, UNK = "<pad>", "<unk>"
+PAD_INDEX, UNK_INDEX = 0, 1  # every vocabulary starts with these two; the one place the ids are written
+IGNORE_INDEX = -100  # label id of padding positions (per-token labels); loss and metrics skip them
+UNSEEN_LABEL = -1  # label id of a gold label absent from the training data: never predicted, always an error
 
 
 class Vocab:
@@ -21,7 +24,7 @@ class Vocab:
         if len(self.stoi) != len(self.itos):
             raise ValueError("a Vocab's tokens must be unique")
 
-    pad_index, unk_index = 0, 1
+    pad_index, unk_index = PAD_INDEX, UNK_INDEX
 
     @classmethod
     def from_counts(cls, counts: Counter | dict[str, int], max_size: int | None = None, min_freq: int = 1) -> Vocab:
@@ -47,7 +50,7 @@ class Vocab:
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         get = self.stoi.get
-        return [get(t, 1) for t in tokens]
+        return [get(t, UNK_INDEX) for t in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]

@@ -21,10 +21,10 @@ today; locked dropout would draw one (1, B, F) mask per batch) before the kernel
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
-from hydra.utils import get_class
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -39,7 +39,7 @@ WEIGHT_ORDER = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 def make_rnn(backend: str, cell: str, input_size: int, hidden_size: int, **kwargs) -> nn.Module:
     """The backend's module for the cell, e.g. make_rnn("custom", "gru", 100, 128) -> seqlab.nn.GRU(100, 128)."""
-    return get_class(f"{BACKENDS[backend]}.{CELLS[cell]}")(input_size, hidden_size, **kwargs)
+    return getattr(importlib.import_module(BACKENDS[backend]), CELLS[cell])(input_size, hidden_size, **kwargs)
 
 
 def final_hidden(state) -> torch.Tensor:

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-TOP_CLASSES = 12  # confusion matrices over many classes (POS tags) show the most frequent ones, then "other"
+NOT_IN_TRAINING = "(not in training)"  # the gold row of test labels that the training data never had
 
 
 def per_class_accuracy_figure(names: list[str], acc: torch.Tensor, support: torch.Tensor):

@@ -1,0 +1,82 @@
+"""The network: embedding (+ character features) -> recurrent encoder -> the task's head. Plain PyTorch.
+
+`SeqNet` is what a checkpoint holds and what prediction runs; the LightningModule (`seqlab.models.module`) wraps it
+for training. It is built from the metadata (vocabulary, labels, task) and the model config's architecture keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqlab.errors import ConfigError
+from seqlab.metadata import Metadata
+from seqlab.models.chars import CHAR_ENCODERS
+from seqlab.models.encoder import BACKENDS, CELLS, PATHS, LSTMEncoder
+
+# model-config keys that are about training, not the network (SeqModel takes them; SeqNet never sees them)
+TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "monitor")
+
+
+def check_architecture(cfg: dict[str, Any]) -> None:
+    """ConfigError naming the model.* key of a bad architecture value."""
+    for key in ("embedding_dim", "hidden_size", "num_layers", "char_dim", "char_hidden"):
+        v = cfg[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"model.{key} must be a positive integer, got {v!r}.")
+    if isinstance(cfg["dropout"], bool) or not isinstance(cfg["dropout"], (int, float)) \
+            or not 0.0 <= float(cfg["dropout"]) < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg['dropout']!r}.")
+    for key, allowed in (("backend", tuple(BACKENDS)), ("cell", tuple(CELLS)), ("path", PATHS),
+                         ("char_encoder", (None, *CHAR_ENCODERS))):
+        if cfg[key] not in allowed:
+            raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
+    for key in ("bidirectional", "freeze_embeddings"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"model.{key} must be true or false, got {cfg[key]!r}.")
+
+
+class SeqNet(nn.Module):
+    """tokens (B, T) + lengths (B,) [+ chars (B, T, W)] -> the head's scores ((B, C) or (B, T, C)).
+
+    `head` (`self.head`) also gives the loss and the decoding: see seqlab.models.heads for the interface.
+    """
+
+    def __init__(self, metadata: Metadata, embedding_dim: int = 100, hidden_size: int = 128, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.5, backend: str = "torch", path: str = "auto",
+                 freeze_embeddings: bool = False, char_encoder: str | None = None, char_dim: int = 30,
+                 char_hidden: int = 50, head: str = "linear", pooling: str = "last", cell: str = "lstm"):
+        super().__init__()
+        check_architecture(locals())
+        self.metadata = metadata
+        self.task = metadata.make_task()
+        chars = None
+        if char_encoder is not None:
+            if metadata.num_chars is None:
+                raise ConfigError(f"model.char_encoder={char_encoder} needs the characters of each word, which the "
+                                  f"{metadata.task} task's data does not provide; set model.char_encoder=null.")
+            chars = CHAR_ENCODERS[char_encoder](metadata.num_chars, char_dim, char_hidden, backend, cell)
+        self.encoder = LSTMEncoder(metadata.vocab_size, metadata.pad_index, embedding_dim, hidden_size, num_layers,
+                                   bidirectional, dropout, backend, path, chars, cell=cell)
+        # Pretrained vectors are copied in by train(), which has them; checkpoints carry the weights.
+        self.encoder.embedding.weight.requires_grad_(not freeze_embeddings)
+        # Head settings go to the task, which uses those that apply to it (pooling: classification).
+        self.head = self.task.build_head(self.encoder.output_size, dropout, head=head, pooling=pooling)
+
+    @classmethod
+    def from_hparams(cls, metadata: Metadata, hparams: dict[str, Any]) -> SeqNet:
+        """The network of a checkpoint: its saved model config minus the training keys."""
+        try:
+            return cls(metadata, **{k: v for k, v in hparams.items() if k not in TRAINING_KEYS})
+        except TypeError as e:  # a setting this version's model does not have
+            raise ConfigError(f"The model settings do not fit this version of seqlab ({e}).") from None
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
+        outputs, final = self.encoder(tokens, lengths, chars)
+        return self.head(outputs, final, lengths)
