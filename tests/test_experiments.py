@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_imdb_tree, make_pos_dir
 from hydra import compose, initialize_config_dir
+from ner_fixtures import make_conll_dir
 
 from seqlab.train import train
 
@@ -15,7 +16,7 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"
 
 
 def test_there_are_recipes():
-    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best"} <= set(EXPERIMENTS)
+    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best", "btc_cpu"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -26,6 +27,9 @@ def test_experiment_composes_and_runs_one_step(name, tmp_path):
         if cfg.data._target_.endswith("PosDataModule"):
             root = make_pos_dir(tmp_path / "data")
             data = [f"data.root={root}", "data.download=false"]
+        elif cfg.data._target_.endswith("ConllDataModule"):  # data=btc's file names
+            root = make_conll_dir(tmp_path / "data", names={s: f"btc.{s}" for s in ("train", "dev", "test")})
+            data = [f"data.root={root}"]
         else:
             root = tmp_path / "data"
             make_imdb_tree(root)
