@@ -252,7 +252,7 @@ def test_scores_equal_seqeval_on_the_predictions_in_the_files_scheme(trained, he
     report = classification_report(gold, tags, output_dict=True, zero_division=0)
     for t in ("LOC", "ORG", "PER"):
         assert m[f"test_f1_{t}"] == pytest.approx(report[t]["f1-score"], abs=1e-6)
-    flat = [(a, b) for g, p in zip(gold, tags) for a, b in zip(convert(g, "BIOES"), convert(p, "BIOES"))]
+    flat = [(a, b) for g, p in zip(gold, tags) for a, b in zip(g, p)]  # token accuracy on the IOB2 tags
     assert m["test_acc"] == pytest.approx(sum(a == b for a, b in flat) / len(flat), abs=1e-6)
     for r in records:
         assert r["entities"] == [{"text": " ".join(r["tokens"][s.start:s.end]), "type": s.type, "start": s.start,
@@ -312,3 +312,48 @@ def test_evaluate_reproduces_the_runs_entity_scores(trained):
     got = evaluate(cfg)
     assert {k: got[k] for k in ("test_f1", "test_precision", "test_f1_PER", "test_acc")} == {
         k: m[k] for k in ("test_f1", "test_precision", "test_f1_PER", "test_acc")}
+
+
+# -- the real Broad Twitter Corpus (../shared/data/btc) --------------------------------------------------------------
+
+needs_btc = pytest.mark.skipif(not (BTC_DIR / "btc.train").exists(), reason="Broad Twitter Corpus not in "
+                                                                             "../shared/data/btc")
+BTC_ENTITIES = {False: {"train": 8_779, "val": 1_730, "test": 4_376},  # as shipped (the data README's counts)
+                True: {"train": 7_364, "val": 1_126, "test": 2_996}}  # data.merge_at_mentions=true
+
+
+@needs_btc
+@pytest.mark.parametrize("merge", [False, True])
+def test_real_btc_through_data_btc(tmp_path, merge):
+    from seqlab.train import build_datamodule
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["data=btc", f"data.root={BTC_DIR}", f"data.merge_at_mentions={merge}",
+                                          f"paths.cache_dir={tmp_path / 'cache'}"])
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup()
+    assert dm.labels == ["O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-ORG", "I-ORG", "E-ORG", "S-ORG",
+                         "B-PER", "I-PER", "E-PER", "S-PER"]  # model.tag_scheme's default, BIOES
+    assert dm.metadata.dataset == "btc" and dm.metadata.task_options == {"data_scheme": "IOB2", "model_scheme": "BIOES"}
+    counts = {s: sum(len(spans(row)) for row in ([dm.labels[i] for i in r] for r in label_lists(dm, s)))
+              for s in ("train", "val", "test")}
+    assert counts == BTC_ENTITIES[merge]
+
+
+@needs_btc
+@pytest.mark.slow
+def test_real_btc_recipe_trains_and_scores(tmp_path):
+    """experiment=btc_cpu on the real files, 60 training batches: the entity scores are there and above chance."""
+    from seqlab.train import train
+
+    glove = REPO.parent / "shared/data/glove/glove.6B.50d.txt.gz"
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "experiment=btc_cpu", f"data.root={BTC_DIR}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={tmp_path / 'run'}", "trainer.max_epochs=1", "trainer.limit_train_batches=60",
+            "trainer.enable_progress_bar=false", "threads=1",
+            f"model.vectors={glove if glove.is_file() else 'null'}"])
+    metrics = train(cfg)
+    assert metrics["monitor"] == "val_f1" and metrics["test_f1"] > 0.2
+    assert {"test_f1_PER", "test_f1_LOC", "test_f1_ORG", "test_precision", "test_recall"} <= set(metrics)

@@ -5,10 +5,11 @@ Two schemes are in play (both in the metadata's `task_options`): `data_scheme`, 
 model's labels are every tag of the model scheme over the *training* entity types (`schemes.labels_for`).
 
 **Scoring** is conlleval's: a predicted entity counts when a gold entity has the same type, start and end; micro and
-per-type precision / recall / F1 (`seqlab.tasks.span_metrics.SpanF1`, equal to seqeval's default mode). Scores are
-computed on the model-scheme tag ids, which reads exactly the entities the output in the file's scheme has:
-conversion between schemes keeps the spans conlleval reads (`schemes.convert`), ill-formed predictions included, so
-the figures equal conlleval's on the predictions written in the data file's scheme.
+per-type precision / recall / F1 (`seqlab.tasks.span_metrics.SpanF1`, equal to seqeval's default mode). Entities are
+read from the model-scheme tag ids, which gives exactly the entities of the output in the file's scheme: conversion
+between schemes keeps the spans conlleval reads (`schemes.convert`), ill-formed predictions included, so the figures
+equal conlleval's on the predictions written in the data file's scheme. Token accuracy compares the tags written in
+the file's scheme (conlleval's accuracy), so it does not depend on the model's scheme either.
 
 **Entity types that training lacks** (in val/test files): the model cannot predict them. Their tokens carry
 UNSEEN_LABEL (the span's first token UNSEEN_START), so token accuracy counts them as errors, as for POS tags, and
@@ -31,7 +32,7 @@ from torch import nn
 from seqlab.data.vocab import UNSEEN_LABEL
 from seqlab.errors import ConfigError
 from seqlab.tasks import register_task, schemes
-from seqlab.tasks.schemes import PREFIXES, Transitions, decode, entity_types, scheme_name, spans, split_tag
+from seqlab.tasks.schemes import PREFIXES, Transitions, convert, decode, entity_types, scheme_name, spans, split_tag
 from seqlab.tasks.tagging import Tagging
 
 UNSEEN_START = UNSEEN_LABEL - 1  # gold label id of the first token of a span whose type training lacks
@@ -70,7 +71,7 @@ class Spans(Tagging):
 
     # -- evaluation ------------------------------------------------------------------------------------------------
     def evaluator(self, split: str) -> nn.Module:
-        return SpanScores(self.labels)
+        return SpanScores(self.labels, self.data_scheme)
 
     def update(self, evaluator: nn.Module, preds: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         evaluator.update(preds, batch["labels"], batch["lengths"])
@@ -106,32 +107,40 @@ class Spans(Tagging):
 
 
 class SpanScores(nn.Module):
-    """Entity-level scores (SpanF1) and token accuracy (LabelScores) of one split, DDP-reduced by both metrics.
+    """Entity-level scores (SpanF1) and token accuracy of one split, both in the data file's scheme, DDP-reduced.
 
     `update(preds, labels, lengths)`: (B, T) label ids, (B,) lengths. Gold ids UNSEEN_START / UNSEEN_LABEL (a span
     of a type training lacks) are read as B-/I- tags of the type UNSEEN_TYPE, so those spans keep their exact
-    boundaries and count as missed. `compute()`: `f1`, `precision`, `recall` (micro), `f1_T`, `precision_T`,
-    `recall_T` per training type T, the span error counts (`missed`, ...) and token accuracy `acc`.
+    boundaries and count as missed. Token accuracy compares the tags written in `data_scheme` (as conlleval's
+    accuracy does on the file), so it does not depend on the scheme the model trains in. `compute()`: `f1`,
+    `precision`, `recall` (micro), `f1_T`, `precision_T`, `recall_T` per training type T, the span error counts
+    (`missed`, ...) and `acc`.
     """
 
-    def __init__(self, labels: Sequence[str]):
+    def __init__(self, labels: Sequence[str], data_scheme: str):
         super().__init__()
-        from seqlab.tasks.metrics import LabelScores
+        from torchmetrics import MeanMetric
+
         from seqlab.tasks.span_metrics import ERRORS
 
-        self.num_labels, self.errors = len(labels), ERRORS
-        self.spans = _counting_span_f1()([*labels, f"B-{UNSEEN_TYPE}", f"I-{UNSEEN_TYPE}"])
-        self.tokens = LabelScores(len(labels))
+        self.num_labels, self.errors, self.scheme = len(labels), ERRORS, data_scheme
+        self.names = [*labels, f"B-{UNSEEN_TYPE}", f"I-{UNSEEN_TYPE}"]
+        self.spans = _counting_span_f1()(self.names)
+        self.tokens = MeanMetric()
 
     def update(self, preds: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> None:
         gold = torch.where(labels == UNSEEN_START, self.num_labels, labels)
         gold = torch.where(gold == UNSEEN_LABEL, self.num_labels + 1, gold)
         self.spans.update(preds, gold, lengths=lengths)
-        self.tokens.update(preds, labels)
+        correct = []
+        for p, g, n in zip(preds.tolist(), gold.tolist(), lengths.tolist()):
+            written = (convert([self.names[i] for i in ids[:n]], self.scheme) for ids in (p, g))
+            correct += [a == b for a, b in zip(*written)]
+        self.tokens.update(torch.tensor(correct, dtype=torch.float32, device=self.tokens.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
         out = {k: v for k, v in self.spans.compute().items() if not k.endswith(f"_{UNSEEN_TYPE}")}
-        out["acc"] = self.tokens.compute()["acc"]
+        out["acc"] = self.tokens.compute()
         return out
 
     def reset(self) -> None:
