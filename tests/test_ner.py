@@ -357,3 +357,18 @@ def test_real_btc_recipe_trains_and_scores(tmp_path):
     metrics = train(cfg)
     assert metrics["monitor"] == "val_f1" and metrics["test_f1"] > 0.2
     assert {"test_f1_PER", "test_f1_LOC", "test_f1_ORG", "test_precision", "test_recall"} <= set(metrics)
+
+
+def test_per_type_figure_and_tables():
+    from seqlab.models import figures
+
+    tp, fp, fn = torch.tensor([30, 10, 50]), torch.tensor([5, 8, 10]), torch.tensor([10, 20, 5])
+    fig = figures.per_type_f1_figure(["LOC", "ORG", "PER"], tp, fp, fn)
+    bars = [round(b.get_height(), 4) for b in fig.axes[0].patches]
+    # per score, types by gold count (PER 55, LOC 40, ORG 30): precision, then recall, then F1
+    assert bars == [round(x, 4) for x in (50 / 60, 30 / 35, 10 / 18, 50 / 55, 30 / 40, 10 / 30,
+                                          2 * 50 / 115, 2 * 30 / 75, 2 * 10 / 48)]
+    table = figures.per_type_table(["LOC", "ORG", "PER"], tp, fp, fn).splitlines()
+    assert table[2] == "| PER | 55 | 60 | 50 | 0.8333 | 0.9091 | 0.8696 |" and table[4].startswith("| ORG | 30 | 18 |")
+    errors = figures.span_error_table({"missed": 3, "spurious": 1, "wrong_type": 2, "wrong_boundary": 0}, 10, 9)
+    assert "| wrong type | 2 |" in errors and errors.endswith("| (predicted spans) | 9 | |")
