@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
 
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.inference import Predictor, read_lines
@@ -25,7 +25,7 @@ DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "predict.yaml"
 
 def parse(argv: list[str]) -> dict:
     """key=value arguments over configs/predict.yaml; values literal except the integer settings."""
-    cfg = OmegaConf.to_container(OmegaConf.load(DEFAULTS))
+    cfg = yaml.safe_load(DEFAULTS.read_text(encoding="utf-8"))  # plain YAML: omegaconf costs ~0.3 s to import
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq or key not in cfg:

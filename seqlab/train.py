@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from seqlab import threads
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.data.cache import atomic_write_text
@@ -58,6 +59,15 @@ def instantiate_checked(config: Any, **kwargs: Any) -> Any:
         if isinstance(e.__cause__, SeqlabError):
             raise e.__cause__ from None
         raise
+
+
+def cpu_processes(cfg: DictConfig) -> int:
+    """Training processes this run starts on this machine's CPU (DDP on CPU: one per device), else 1."""
+    t = cfg.trainer
+    if str(t.get("accelerator")) == "cpu" and str(t.get("strategy", "")).startswith("ddp") and \
+            isinstance(t.get("devices"), int):
+        return max(1, t.devices)
+    return 1
 
 
 def construct(make: Any, **kwargs: Any) -> Any:
@@ -108,8 +118,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.time()
     run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    threads.configure(cfg.threads, hc, processes=cpu_processes(cfg))
     if cfg.flush_denormal:
         torch.set_flush_denormal(True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -132,6 +142,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
     resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
     callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
+    governor = threads.governor(cfg.threads, bool(cfg.trainer.get("deterministic")))
+    if governor is not None and cpu_processes(cfg) == 1:
+        callbacks.append(governor)
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
     if cfg.model.get("scheduler"):
