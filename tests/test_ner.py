@@ -123,6 +123,28 @@ def test_entity_types_that_training_lacks_count_as_missed(tmp_path, caplog):
     assert "f1_MISC" not in scores and float(scores["acc"]) == pytest.approx(3 / 9)  # MISC tokens: errors
 
 
+def test_a_checkpoints_labels_keep_the_codes_of_types_training_lacks(tmp_path):
+    """Data encoded with another model's labels (eval.py): its other tags become UNSEEN_LABEL, the codes of a span
+    type this training file lacks stay."""
+    root = make_conll_dir(tmp_path / "d")
+    with open(root / "test.txt", "a", encoding="utf-8") as f:
+        f.write(conll_text([(["Nobel", "Prize", "!"], [Span("MISC", 0, 2)])]))
+    small = make_conll_dir(tmp_path / "small")
+    text = (small / "train.txt").read_text().replace("-ORG", "-PER")  # a model that never saw ORG
+    (small / "train.txt").write_text(text, encoding="utf-8")
+    given = ready(small, tmp_path).metadata
+    dm = ConllDataModule(cache_dir=tmp_path / "cache", train_file=str(root / "train.txt"),
+                         test_file=str(root / "test.txt"), metadata=given)
+    dm.prepare_data()
+    dm.setup()
+    assert dm.labels == given.labels and not any("ORG" in t for t in dm.labels)
+    rows = label_lists(dm, "test")
+    assert rows[-1] == [UNSEEN_START, UNSEEN_LABEL, 0]
+    _, gold = read_gold(root / "test.txt")
+    org = [i for g, r in zip(gold[:-1], rows) for t, i in zip(g, r) if "ORG" in t]
+    assert org and set(org) == {UNSEEN_LABEL}
+
+
 def test_no_entity_in_training_is_a_warning(tmp_path, caplog):
     root = make_conll_dir(tmp_path / "d")
     (root / "train.txt").write_text("the\tO\nsky\tO\n\nis\tO\nblue\tO\n\n", encoding="utf-8")
