@@ -85,9 +85,9 @@ class CRFHead(TokenHead):
     `constraints`: optional allowed (transitions, first, last) tags (`seqlab.tasks.schemes.Transitions`), applied to
     the loss and the decoding, so a decoded path is always well-formed in the tag scheme.
 
-    A gold label training lacks (UNSEEN_LABEL, val/test only) is unknown to the model: the loss sums over every tag at
-    that step (``log Z - log Z_known``, Z_known over the paths that agree with the known labels), as the softmax head
-    leaves such tokens out of its cross-entropy.
+    A gold label training lacks (a label id below 0 within the length, val/test only: UNSEEN_LABEL, the span task's
+    UNSEEN_START) is unknown to the model: the loss sums over every tag at that step (``log Z - log Z_known``, Z_known
+    over the paths that agree with the known labels), as the softmax head leaves such tokens out of its cross-entropy.
     """
 
     def __init__(self, input_size: int, num_labels: int, dropout: float,
