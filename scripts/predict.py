@@ -1,7 +1,9 @@
 """Predict with a trained checkpoint: python scripts/predict.py ckpt=PATH text="..." | input=FILE|- [format=json]
 
 Classification: the label and its probability per text. Tagging: the tokens (the model's tokenizer, or
-`tokenizer=whitespace` for text that is already tokenized) with their tags. One output line per input line, in
+`tokenizer=whitespace` for text that is already tokenized) with their tags. Spans (NER): the tokens, their tags in
+the training files' scheme and the entities `{"text", "type", "start", "end"}` (token offsets, end exclusive) in
+JSON; `token/TAG` in text. One output line per input line, in
 order (an empty input line gives an empty result). Warnings (input cut to the model's max_length, text of unknown
 words only) go to stderr as `warning: ...`; a problem with the checkpoint or input is one `error: ...` line on stderr
 and exit code 2. Settings and defaults: configs/predict.yaml.

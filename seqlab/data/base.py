@@ -278,8 +278,12 @@ def _take(labels: torch.Tensor | Ragged, index: torch.Tensor):
 
 
 def _relabel(labels: torch.Tensor | Ragged, table: torch.Tensor):
-    """Label ids through `table`, UNSEEN_LABEL kept."""
-    ext = torch.cat([table, torch.tensor([UNSEEN_LABEL])])  # index -1 -> the appended UNSEEN_LABEL
+    """Label ids through `table`; negative ids (UNSEEN_LABEL and a task's other codes for labels training lacks)
+    kept as they are."""
+    def through(ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        return torch.where(ids < 0, ids, table[ids.clamp(min=0)])
+
     if isinstance(labels, Ragged):
-        return Ragged(ext[labels.values.long()].to(torch.int32), labels.offsets)
-    return ext[labels]
+        return Ragged(through(labels.values).to(torch.int32), labels.offsets)
+    return through(labels)

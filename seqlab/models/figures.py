@@ -69,3 +69,57 @@ def confusion_matrix_figure(names: list[str], confmat: torch.Tensor, top_k: int 
                             color="white" if rate[i, j] > 0.5 else "black")
     ax.set_title(title)
     return fig
+
+
+def _prf(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall, F1 from span counts, 0 where undefined (as seqlab.tasks.span_metrics)."""
+    tp, fp, fn = tp.double(), fp.double(), fn.double()
+    p, r = tp / (tp + fp).clamp(min=1), tp / (tp + fn).clamp(min=1)
+    return p, r, torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(p))
+
+
+def per_type_f1_figure(types: list[str], tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor):
+    """Grouped bars of precision, recall and F1 per entity type (most gold spans first), x labels with the type's
+    number of gold spans."""
+    p, r, f1 = _prf(tp, fp, fn)
+    gold = tp + fn
+    order = torch.argsort(gold, descending=True, stable=True).tolist()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(types) + 2), 4.0))
+    width = 0.27
+    for k, (name, values, color) in enumerate((("precision", p, "tab:blue"), ("recall", r, "tab:orange"),
+                                               ("F1", f1, "tab:green"))):
+        ax.bar([i + (k - 1) * width for i in range(len(order))], [float(values[i]) for i in order], width,
+               label=name, color=color)
+    ax.set_xticks(range(len(order)), [f"{types[i]}\n{int(gold[i])}" for i in order], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Test entity precision / recall / F1 per type (with gold span counts)")
+    fig.tight_layout()
+    return fig
+
+
+def per_type_table(types: list[str], tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> str:
+    """Markdown table per entity type: gold and predicted spans, correct, precision, recall, F1."""
+    p, r, f1 = _prf(tp, fp, fn)
+    rows = ["| type | gold | predicted | correct | precision | recall | F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for i in torch.argsort(tp + fn, descending=True, stable=True).tolist():
+        rows.append(f"| {types[i]} | {int(tp[i] + fn[i])} | {int(tp[i] + fp[i])} | {int(tp[i])} | "
+                    f"{float(p[i]):.4f} | {float(r[i]):.4f} | {float(f1[i]):.4f} |")
+    return "\n".join(rows)
+
+
+SPAN_ERRORS = {  # the error kinds of seqlab.tasks.span_metrics, as the table explains them
+    "missed": "gold span that no predicted span overlaps",
+    "spurious": "predicted span that overlaps no gold span",
+    "wrong_type": "predicted span with a gold span's boundaries but another type",
+    "wrong_boundary": "predicted span that overlaps a gold span without matching its boundaries",
+}
+
+
+def span_error_table(errors: dict[str, int], gold: int, predicted: int) -> str:
+    """Markdown table of the span errors (missed, spurious, wrong type, wrong boundary) with the span totals."""
+    rows = ["| error | spans | what |", "|---|---:|---|"]
+    rows += [f"| {k.replace('_', ' ')} | {int(errors[k])} | {what} |" for k, what in SPAN_ERRORS.items()]
+    rows += [f"| (gold spans) | {gold} | |", f"| (predicted spans) | {predicted} | |"]
+    return "\n".join(rows)

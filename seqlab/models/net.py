@@ -33,7 +33,7 @@ def check_architecture(cfg: dict[str, Any]) -> None:
                          ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
-    for key in ("bidirectional", "freeze_embeddings"):
+    for key in ("bidirectional", "freeze_embeddings", "crf_constraints"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"model.{key} must be true or false, got {cfg[key]!r}.")
 
@@ -47,7 +47,8 @@ class SeqNet(nn.Module):
     def __init__(self, metadata: Metadata, embedding_dim: int = 100, hidden_size: int = 128, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.5, backend: str = "torch", path: str = "auto",
                  freeze_embeddings: bool = False, char_encoder: str | None = None, char_dim: int = 30,
-                 char_hidden: int = 50, head: str = "linear", pooling: str = "last", cell: str = "lstm"):
+                 char_hidden: int = 50, head: str = "linear", pooling: str = "last", crf_constraints: bool = True,
+                 tag_scheme: str | None = None, cell: str = "lstm"):
         super().__init__()
         check_architecture(locals())
         self.metadata = metadata
@@ -62,8 +63,10 @@ class SeqNet(nn.Module):
                                    bidirectional, dropout, backend, path, chars, cell=cell)
         # Pretrained vectors are copied in by train(), which has them; checkpoints carry the weights.
         self.encoder.embedding.weight.requires_grad_(not freeze_embeddings)
-        # Head settings go to the task, which uses those that apply to it (pooling: classification).
-        self.head = self.task.build_head(self.encoder.output_size, dropout, head=head, pooling=pooling)
+        # Head settings go to the task, which uses those that apply to it (pooling: classification; crf_constraints:
+        # tagging; tag_scheme: span tasks, whose labels the datamodule already wrote in it, checked there).
+        self.head = self.task.build_head(self.encoder.output_size, dropout, head=head, pooling=pooling,
+                                         crf_constraints=crf_constraints, tag_scheme=tag_scheme)
 
     @classmethod
     def from_hparams(cls, metadata: Metadata, hparams: dict[str, Any]) -> SeqNet:
