@@ -15,10 +15,12 @@ and report them as tracebacks. Here every top-level setting, `early_stopping`, `
    building with each setting alone (`model.optimizer.lr=-1`: torch's "Invalid learning rate").
 
 `model.*` keys and types are checked against the model class's signature (`+model.hiden_size=64`: did you mean
-hidden_size?); its value ranges are the model's own checks. `early_stopping.monitor` and `.mode` are not user
-keys: early stopping watches the metric the best checkpoint is chosen on (the task's, maximised), so the two can
-never disagree. `callbacks` is a mapping of name -> Lightning callback config by `_target_` (or a list of them; a
-null entry is skipped), instantiated by `train()`.
+hidden_size?); its value ranges are the model's own checks (the regularisers': seqlab.models.regularizers). A
+`model.scheduler` argument `total_steps`, `T_max` or `total_iters` may be `auto` (the steps the trainer will take,
+filled in by SeqModel); `model.swa` holds the arguments of Lightning's StochasticWeightAveraging (seqlab/swa.py).
+`early_stopping.monitor` and `.mode` are not user keys: early stopping watches the metric the best checkpoint is
+chosen on (the task's, maximised), so the two can never disagree. `callbacks` is a mapping of name -> Lightning
+callback config by `_target_` (or a list of them; a null entry is skipped), instantiated by `train()`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from seqlab.errors import ConfigError
 SET_BY_SEQLAB = {"trainer": ("logger", "callbacks", "default_root_dir", "use_distributed_sampler"),
                  "early_stopping": ("monitor", "mode")}
 SCHEDULER_LIGHTNING_KEYS = ("monitor", "interval", "frequency")  # as in SeqModel.configure_optimizers
+AUTO_KEYS = ("total_steps", "T_max", "total_iters")  # as seqlab.models.module.AUTO_KEYS
+AUTO_STANDIN = 10**9  # what `auto` is checked as: any count of steps the scheduler accepts
 NON_NEGATIVE = ("gradient_clip_val", "min_epochs", "min_steps", "log_every_n_steps")  # log_every_n_steps=0: none
 AT_LEAST_ONE = ("accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes")
 
@@ -68,6 +72,11 @@ def check_optimization(optimizer: Any, scheduler: Any) -> None:
     if not is_int(lightning.get("frequency", 1)) or lightning.get("frequency", 1) <= 0:
         raise ConfigError(f"model.scheduler.frequency must be a positive integer, got {lightning['frequency']!r}.")
     # model.scheduler.monitor is checked against the task's metrics once the task is known (train.check_monitors)
+    for key, value in args.items():
+        if value == "auto" and key not in AUTO_KEYS:
+            raise ConfigError(f"model.scheduler.{key}=auto: only {', '.join(AUTO_KEYS)} can be auto (the number of "
+                              "steps the trainer will take); give a value.")
+    args = {k: AUTO_STANDIN if v == "auto" else v for k, v in args.items()}
     check_arguments(where, cls, args, provided=("optimizer",))
     if not has_nested_targets(args):
         def build(**a: Any) -> Any:
@@ -169,6 +178,27 @@ def check_model(model: Any) -> None:
         cls.check_config(args)
 
 
+def check_swa(value: Any, trainer: Any) -> None:
+    """`model.swa`: null or StochasticWeightAveraging's arguments, with a start that trainer.max_epochs reaches."""
+    if not value:
+        return
+    spec = _plain(value)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"model.swa must be null or a mapping of StochasticWeightAveraging arguments, e.g. "
+                          f"{{swa_lrs: 0.001, swa_epoch_start: 5}}; got {spec!r}.")
+    from pytorch_lightning.callbacks import StochasticWeightAveraging
+
+    check_arguments("model.swa", StochasticWeightAveraging, spec, provided=("avg_fn", "device"))
+    build_checked("model.swa", lambda **a: StochasticWeightAveraging(**a), spec, "StochasticWeightAveraging")
+    start, max_epochs = spec.get("swa_epoch_start", 0.8), (_plain(trainer) or {}).get("max_epochs")
+    if not is_int(max_epochs) or max_epochs < 1:
+        raise ConfigError(f"model.swa needs trainer.max_epochs (a positive integer, got {max_epochs!r}): the "
+                          "averaging starts at an epoch of it.")
+    if is_int(start) and start > max_epochs:
+        raise ConfigError(f"model.swa.swa_epoch_start={start} is after trainer.max_epochs={max_epochs}: the weights "
+                          "would never be averaged; give an earlier epoch (or a fraction of max_epochs).")
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one sentence naming the key; DataError for a missing vectors file) for a setting torch,
     Lightning or Hydra would fail on later."""
@@ -178,4 +208,5 @@ def check_train_config(cfg: DictConfig) -> None:
     check_optimization(_plain(cfg.model.get("optimizer")), _plain(cfg.model.get("scheduler")))
     check_model(_plain(cfg.model))
     check_trainer(_plain(cfg.trainer))
+    check_swa(cfg.model.get("swa"), cfg.trainer)
 

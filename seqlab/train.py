@@ -27,6 +27,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
 from seqlab.naming import tensorboard_location
+from seqlab.swa import swa_callback, validate_average
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.model.get("scheduler"):
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
     callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
+    swa = swa_callback(OmegaConf.to_container(cfg.model.swa, resolve=True) if cfg.model.get("swa") else None)
+    callbacks += [swa] if swa is not None else []  # model.swa: stochastic weight averaging (seqlab/swa.py)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
     best, last = ckpt.best_model_path or None, latest_checkpoint(run_dir / "checkpoints")  # before test() reloads
+    averaged = validate_average(trainer, model, dm, swa, ckpt, monitor, mode) if swa is not None else {}
+    tested = averaged["checkpoint"] if averaged.get("selected") else best  # the better on validation
     test_results = {}
     if dm.has_split("test"):
-        test_results = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=True)[0]
+        test_results = trainer.test(model, datamodule=dm, ckpt_path=tested or "last", verbose=True)[0]
     else:
         log.info("No test split (data.test_file not given): the best checkpoint is not tested.")
 
@@ -190,6 +195,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **vector_stats,
         "run_dir": str(run_dir),
     }
+    if swa is not None:  # the monitored value is the tested model's; the average's own score beside it
+        metrics.update({f"swa_{monitor_key}": averaged.get("score"), "swa_checkpoint": averaged.get("checkpoint"),
+                        "tested_checkpoint": tested})
+        if averaged.get("selected"):
+            metrics[monitor_key] = averaged["score"]
     hparam_keys = [monitor_key, *(f"test_{k}" for k in model.task.metric_names("test")), "wall_time_s"]
     logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in hparam_keys
                                              if isinstance(metrics.get(k), float)})

@@ -14,22 +14,30 @@ results for every sequence regardless of padding (tested to 1e-12 in float64, va
 "auto" takes "padded" on CPU for both backends and for the custom backend anywhere, "packed" for torch on GPU
 (provisional: the CPU choice is to be confirmed by ``scripts/bench_lstm.py --encoder`` on an idle machine).
 
-The padded run is the seam for per-layer regularisers: every layer's weights pass through :func:`layer_weights`
-(e.g. DropConnect on weight_hh, AWD-LSTM) and every upper layer's input (T, B, F) through ``between`` (dropout
-today; locked dropout would draw one (1, B, F) mask per batch) before the kernel runs.
+Regularisers (seqlab.models.regularizers; all off by default, none in eval mode): word dropout and locked dropout
+on the recurrent input, DropConnect on each layer's ``weight_hh`` and locked dropout between layers, locked dropout
+on the outputs. The per-layer ones run through the layer loop of :func:`run_padded`: every layer's weights come
+from ``weights(k)`` (default :func:`seqlab.nn.layer_weights`; DropConnect passes dropped copies) and every upper
+layer's input (T, B, F) passes through ``between(x, k)`` before its kernel runs. On the packed path they need the
+same loop, so in training with one of them on, each layer runs as its own PackedSequence call of a one-layer module
+of the same class on that layer's (dropped) weights (``torch.func.functional_call``): the same loop, the same
+random draws, so both paths give the same results (tested).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.models.regularizers import drop_connect, locked_mask, normalize_embeddings, word_dropout
 from seqlab.nn import RNNBase, layer_weights
-from seqlab.nn.layers import run_layer
+from seqlab.nn.layers import Weights, run_layer
 
 BACKENDS = {"torch": "torch.nn", "custom": "seqlab.nn"}  # backend -> package with LSTM and GRU of torch's API
 CELLS = {"lstm": "LSTM", "gru": "GRU"}  # model.cell -> class name
@@ -90,28 +98,52 @@ def _custom_layer(rnn, x, lengths, batch_sizes, weights):
     return out, finals[0]
 
 
+@functools.lru_cache(maxsize=32)
+def _one_layer(cls: type, input_size: int, hidden_size: int, bidirectional: bool, bias: bool) -> nn.Module:
+    """A one-layer module of `cls` without storage (meta device): functional_call gives it a layer's weights."""
+    return cls(input_size, hidden_size, bias=bias, bidirectional=bidirectional, device="meta")
+
+
+def _packed_layer(rnn, x, lengths, batch_sizes, weights):
+    """One layer through a PackedSequence call of a one-layer module of rnn's class on the given weights:
+    x (T, B, F) sorted longest first -> (T, B, D*H), final h (D, B, H)."""
+    one = _one_layer(type(rnn), x.size(-1), rnn.hidden_size, rnn.bidirectional, rnn.bias)
+    params = {f"{kind}_l0" + ("_reverse" if d else ""): w[kind]
+              for d, w in enumerate(weights) for kind in WEIGHT_ORDER if w[kind] is not None}
+    packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=True)
+    one.train(rnn.training)
+    with warnings.catch_warnings():  # cuDNN: dropped weights are never one contiguous chunk
+        warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+        out, state = torch.func.functional_call(one, params, (packed,))
+    return pad_packed_sequence(out, total_length=x.size(0))[0], final_hidden(state)
+
+
 def run_padded(rnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
-               between: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+               between: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+               weights: Callable[[int], list[Weights]] | None = None, packed: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact recurrent layers over a right-padded batch, layer by layer, with the module's own weights.
 
     x (B, T, I), lengths (B,) -> outputs (B, T, D*H), final h (B, D*H): the forward direction's state after each
     sequence's last real step, the reverse direction's at its first token. Outputs at padded positions are
-    unspecified (callers mask them). ``between(x, k)`` runs on layer k's input for k > 0 (default: the module's
-    dropout); every layer's weights come from :func:`seqlab.nn.layer_weights`.
+    unspecified (callers mask them). ``between(x, k)`` runs on layer k's input (T, B, F), sequences sorted longest
+    first (stable), for k > 0 (default: the module's dropout); layer k's weights are ``weights(k)`` (default
+    :func:`seqlab.nn.layer_weights`). ``packed``: each layer through a PackedSequence call instead of the padded
+    kernels (what the packed path runs when a per-layer regulariser is on).
     """
     B, T, _ = x.shape
     lengths = lengths.to(x.device)
     order = torch.argsort(lengths, descending=True, stable=True)
     sorted_lengths = lengths[order]
     batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(T, device=x.device).unsqueeze(1)).sum(1).tolist()
-    kernel = _custom_layer if isinstance(rnn, RNNBase) else _torch_layer
+    kernel = _packed_layer if packed else _custom_layer if isinstance(rnn, RNNBase) else _torch_layer
     between = between or dropout_between(rnn)
+    weights = weights or functools.partial(layer_weights, rnn)
     h = x.index_select(0, order).transpose(0, 1)  # (T, B, I), longest first
     for k in range(rnn.num_layers):
         if k > 0:
             h = between(h, k)
-        h, finals = kernel(rnn, h, sorted_lengths, batch_sizes, layer_weights(rnn, k))
+        h, finals = kernel(rnn, h, sorted_lengths, batch_sizes, weights(k))
     unorder = torch.argsort(order)
     final = finals.index_select(1, unorder).transpose(0, 1).reshape(B, -1)  # (B, D*H): forward, reverse
     return h.transpose(0, 1).index_select(0, unorder), final
@@ -139,20 +171,31 @@ class RNNEncoder(nn.Module):
 
     With a character encoder, each token's input is its word embedding concatenated with its character features.
     ``cell`` is "lstm" or "gru"; ``backend`` "torch" or "custom" (see the module docstring); ``path`` "auto",
-    "packed" or "padded".
+    "packed" or "padded". Regularisers (training mode only): ``word_dropout`` (rate, ``word_dropout_mode`` "type" or
+    "token") on the word embeddings; ``locked`` {input, hidden, output} -> locked dropout rate, or None where
+    ``dropout`` (per element) applies; ``weight_drop`` DropConnect on weight_hh; ``normalize``: the embeddings are
+    frequency-normalised (adversarial training), with training counts from :meth:`set_word_counts`.
     """
 
     def __init__(self, vocab_size: int, pad_index: int, embedding_dim: int, hidden_size: int, num_layers: int,
                  bidirectional: bool, dropout: float, backend: str = "torch", path: str = "auto",
-                 char_encoder: nn.Module | None = None, cell: str = "lstm"):
+                 char_encoder: nn.Module | None = None, cell: str = "lstm", word_dropout: float = 0.0,
+                 word_dropout_mode: str = "type", locked: dict[str, float | None] | None = None,
+                 weight_drop: float = 0.0, normalize: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
         self.char_encoder = char_encoder
         input_size = embedding_dim + (char_encoder.output_size if char_encoder is not None else 0)
         self.dropout = nn.Dropout(dropout)
+        self.locked = {"input": None, "hidden": None, "output": None, **(locked or {})}
+        between = dropout if self.locked["hidden"] is None else 0.0  # locked dropout there replaces the module's
         self.rnn = make_rnn(backend, cell, input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+                            bidirectional=bidirectional, dropout=between if num_layers > 1 else 0.0)
         self.backend, self.path, self.cell = backend, path, cell
+        self.word_dropout, self.word_dropout_mode, self.weight_drop = word_dropout, word_dropout_mode, weight_drop
+        self.normalize = normalize
+        if normalize:  # training counts of each word id; part of the model (checkpoints carry it)
+            self.register_buffer("word_counts", torch.zeros(vocab_size))
         self.output_size = hidden_size * (2 if bidirectional else 1)
         self._register_load_state_dict_pre_hook(rename_lstm_keys)
 
@@ -166,14 +209,58 @@ class RNNEncoder(nn.Module):
             return self.path
         return "packed" if self.backend == "torch" and device.type != "cpu" else "padded"
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
-                chars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.embedding(tokens)
+    def set_word_counts(self, counts: torch.Tensor) -> None:
+        """Training counts (V,) of each word id, the weights of the embedding normalisation."""
+        self.word_counts.copy_(counts.to(self.word_counts))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) -> word embeddings (B, T, E), frequency-normalised when ``normalize``."""
+        if not self.normalize:
+            return self.embedding(tokens)
+        weight = normalize_embeddings(self.embedding.weight, self.word_counts)
+        return nn.functional.embedding(tokens, weight, self.embedding.padding_idx)
+
+    def _locked(self, place: str, x: torch.Tensor) -> torch.Tensor | None:
+        """A (B, F) locked mask for `place` in training mode, else None."""
+        p = self.locked[place]
+        return locked_mask(x.size(0), x.size(-1), p, x) if self.training and p else None
+
+    def encode(self, x: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+               chars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rest of `forward` from the word embeddings x (B, T, E) of tokens (B, T)."""
+        if self.training and self.word_dropout:
+            x = word_dropout(x, tokens, self.word_dropout, self.word_dropout_mode, self.embedding.num_embeddings)
         if self.char_encoder is not None:
             x = torch.cat([x, self.char_encoder(chars)], dim=-1)
-        x = self.dropout(x)
-        run = run_padded if self.resolved_path(x.device) == "padded" else run_packed
-        return run(self.rnn, x, lengths)
+        if self.locked["input"] is None:
+            x = self.dropout(x)
+        elif (mask := self._locked("input", x)) is not None:
+            x = x * mask.unsqueeze(1)
+        padded = self.resolved_path(x.device) == "padded"
+        hooks = self._layer_hooks()
+        if padded or hooks:
+            outputs, final = run_padded(self.rnn, x, lengths, packed=not padded, **hooks)
+        else:
+            outputs, final = run_packed(self.rnn, x, lengths)
+        if (mask := self._locked("output", final)) is not None:
+            outputs, final = outputs * mask.unsqueeze(1), final * mask
+        return outputs, final
+
+    def _layer_hooks(self) -> dict[str, Callable]:
+        """run_padded's `between` and `weights` for the per-layer regularisers in training mode, else {}."""
+        hidden = self.locked["hidden"]
+        if not self.training or not (self.weight_drop or hidden):
+            return {}
+        hooks: dict[str, Callable] = {}
+        if hidden:
+            hooks["between"] = lambda h, k: h * locked_mask(h.size(1), h.size(2), hidden, h).unsqueeze(0)
+        if self.weight_drop:
+            hooks["weights"] = lambda k: drop_connect(layer_weights(self.rnn, k), self.weight_drop)
+        return hooks
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                chars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(self.embed(tokens), tokens, lengths, chars)
 
 
 LSTMEncoder = RNNEncoder  # the name from before the GRU

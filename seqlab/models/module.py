@@ -21,9 +21,11 @@ from seqlab.data.vocab import IGNORE_INDEX
 from seqlab.errors import ConfigError
 from seqlab.metadata import Metadata
 from seqlab.models.net import SeqNet
+from seqlab.models.regularizers import adversarial_perturbation
 
 log = logging.getLogger(__name__)
 SCHEDULER_KEYS = ("monitor", "interval", "frequency")  # model.scheduler keys that go to Lightning, not the scheduler
+AUTO_KEYS = ("total_steps", "T_max", "total_iters")  # model.scheduler arguments that may be `auto` (steps it takes)
 SPLITS = ("train", "val", "test")
 
 
@@ -47,10 +49,12 @@ class SeqModel(pl.LightningModule):
 
     def __init__(self, metadata: Metadata | dict, optimizer: dict[str, Any] | None = None,
                  scheduler: dict[str, Any] | None = None, vectors: str | None = None,
-                 monitor: tuple[str, str] | list[str] | None = None, **net_options: Any):
+                 monitor: tuple[str, str] | list[str] | None = None, swa: dict[str, Any] | None = None,
+                 **net_options: Any):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
-        optimizer, scheduler, monitor = _plain(optimizer), _plain(scheduler), _plain(monitor)
+        # `swa` (StochasticWeightAveraging's arguments) is read by train() (seqlab.swa); kept as a hyperparameter.
+        optimizer, scheduler, monitor, swa = _plain(optimizer), _plain(scheduler), _plain(monitor), _plain(swa)
         net_options = {k: _plain(v) for k, v in net_options.items()}
         metadata = metadata if isinstance(metadata, Metadata) else Metadata.from_dict(_plain(metadata))
         for key, example in (("optimizer", "torch.optim.Adam"), ("scheduler", "torch.optim.lr_scheduler.StepLR")):
@@ -111,16 +115,51 @@ class SeqModel(pl.LightningModule):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(tokens, lengths, chars)
 
+    def setup(self, stage: str) -> None:
+        """Embedding normalisation (adversarial training) weighs words by their training counts: from the training
+        split, once, before fitting (a resumed run's checkpoint then restores the same counts)."""
+        if stage != "fit" or not self.net.encoder.normalize:
+            return
+        datasets = getattr(self.trainer.datamodule, "datasets", None) or {}
+        if "train" not in datasets:
+            log.warning("No training split to count words in: the embedding normalisation weighs words uniformly.")
+            return
+        ids = datasets["train"].ids.values.long()
+        self.net.encoder.set_word_counts(torch.bincount(ids, minlength=self.metadata.vocab_size).float())
+
+    def _adversarial_loss(self, loss: torch.Tensor, embeddings: torch.Tensor, batch: dict[str, torch.Tensor],
+                          rng: dict[str, Any]) -> torch.Tensor:
+        """Miyato et al. 2017: the loss again with the embeddings moved by r_adv = epsilon * g / ||g||_2 per
+        sequence, g the loss gradient w.r.t. them (r_adv is a constant: no gradient flows through it). The second
+        pass re-draws the first pass's dropout masks (`rng`: the generator states before it), so it perturbs the
+        very loss whose gradient it follows."""
+        (grad,) = torch.autograd.grad(loss, embeddings, retain_graph=True)
+        r_adv = adversarial_perturbation(grad, self.net.adversarial["epsilon"])
+        _set_rng_state(rng)
+        adv_scores = self.net.from_embeddings(embeddings + r_adv, batch["tokens"], batch["lengths"],
+                                              batch.get("chars"))
+        return self.net.head.loss(adv_scores, batch["labels"], batch["lengths"])
+
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         lengths, labels = batch["lengths"], batch["labels"]
-        scores = self.net(batch["tokens"], lengths, batch.get("chars"))
+        training = split == "train"
+        adversarial = training and self.net.adversarial["epsilon"] > 0
+        rng = _rng_state(batch["tokens"].device) if adversarial else None
+        embeddings = self.net.embed(batch["tokens"])
+        if adversarial and not embeddings.requires_grad:  # frozen, not normalised: still the input g is taken of
+            embeddings.requires_grad_()
+        scores = self.net.from_embeddings(embeddings, batch["tokens"], lengths, batch.get("chars"))
         head = self.net.head
         loss = head.loss(scores, labels, lengths)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{split} loss is {loss.item()}; lower the learning rate or clip gradients.")
         preds = head.decode(scores.detach(), lengths)
         bs = int(lengths.numel())
-        training = split == "train"
+        total = loss
+        if adversarial:
+            adv_loss = self._adversarial_loss(loss, embeddings, batch, rng)
+            total = loss + self.net.adversarial["weight"] * adv_loss
+            self.log("train/adv_loss", adv_loss, on_step=True, on_epoch=True, batch_size=bs)
         self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=bs,
                  sync_dist=not training)
         if training:
@@ -129,7 +168,7 @@ class SeqModel(pl.LightningModule):
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
         else:
             self.task.update(self.evaluators[split], preds, batch)
-        return loss
+        return total
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -173,9 +212,46 @@ class SeqModel(pl.LightningModule):
         # Lightning's own keys sit beside the scheduler's arguments: what it monitors, and when it steps.
         lightning = {key: spec.pop(key) for key in SCHEDULER_KEYS if key in spec}
         lightning.setdefault("monitor", self.monitor_name)
+        for key in AUTO_KEYS:
+            if spec.get(key) == "auto":
+                spec[key] = self._scheduler_steps(lightning.get("interval", "epoch"))
         if spec["_target_"].endswith("ReduceLROnPlateau"):  # its mode follows the monitored metric unless given
             mode = self.monitor_mode if lightning["monitor"] == self.monitor_name else \
                 monitored(self.task, lightning["monitor"])[1]
             spec.setdefault("mode", mode)
         scheduler = instantiate({**spec, "_partial_": True})(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning}}
+
+    def _scheduler_steps(self, interval: str) -> int:
+        """What `auto` stands for in model.scheduler: the steps the scheduler will take if training runs to its end,
+        the trainer's estimated optimizer steps (interval step) or max_epochs (interval epoch). A run that
+        trainer.max_time stops earlier never reaches the schedule's end."""
+        trainer = self.trainer
+        if interval == "step":
+            loaded = trainer.train_dataloader is not None
+            steps = trainer.estimated_stepping_batches
+            if not loaded:
+                # Lightning has just set up the training loader to count its batches: before a resumed run restores
+                # the loader's position in its epoch, which it then never applies (FitLoop.setup_data loads it only
+                # when it sets the loader up). Drop it, so the fit loop sets it up again after the restore.
+                trainer.fit_loop._combined_loader = None
+        else:
+            steps = trainer.max_epochs
+        if steps is None or steps < 1 or steps == float("inf"):
+            raise ConfigError(f"model.scheduler: `auto` needs a known number of {interval}s; set trainer.max_epochs "
+                              "(or trainer.max_steps) or give the number.")
+        return int(steps)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The states of the generators dropout draws from: torch's CPU one and, on CUDA, the device's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = (device, torch.cuda.get_rng_state(device))
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"][1], state["cuda"][0])
