@@ -356,6 +356,31 @@ def test_every_option_on_passes_the_checks(tmp_path):
     check_train_config(compose_train(*EVERYTHING))
 
 
+ABLATIONS = sorted(p.stem for p in (REPO / "configs/ablation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_variant_changes_one_setting_of_imdb_cpu_and_passes_the_checks(name):
+    from omegaconf import OmegaConf
+
+    from seqlab.checks import check_train_config
+
+    base = OmegaConf.to_container(compose_train("experiment=imdb_cpu").model)
+    cfg = compose_train("experiment=imdb_ablation", f"ablation={name}")
+    check_train_config(cfg)
+    model = OmegaConf.to_container(cfg.model)
+    changed = sorted(k for k in model if model[k] != base[k])
+    expected = {"none": [], "all": ["adversarial", "locked_dropout", "scheduler", "swa", "weight_drop", "word_dropout"],
+                "onecycle": ["scheduler"], "warmup_cosine": ["scheduler"]}.get(name, [name])
+    assert changed == expected
+    assert OmegaConf.to_container(cfg.trainer) == OmegaConf.to_container(compose_train("experiment=imdb_cpu").trainer)
+
+
+def test_the_ablation_covers_every_option():
+    assert set(ABLATIONS) == {"none", "word_dropout", "locked_dropout", "weight_drop", "adversarial", "swa",
+                              "onecycle", "warmup_cosine", "all"}
+
+
 # -- end to end -------------------------------------------------------------------------------------------------------
 
 SMALL = ["data.batch_size=8", "model.embedding_dim=16", "model.hidden_size=16", "model.optimizer.lr=0.05",
