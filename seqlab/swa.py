@@ -12,10 +12,12 @@ being trained (never the average). When training ends, the averaged weights are 
 better (a tie keeps the best checkpoint), and `metrics.json` says which (`tested_checkpoint`, `swa_val_<metric>`,
 and the monitored `val_<metric>` is the tested model's).
 
-`SWA` below is Lightning's callback with two changes: training stopped before max_epochs (trainer.max_time, early
-stopping) still ends with the averaged weights (Lightning's keeps the last trained ones then), and a run resumed
+`SWA` below is Lightning's callback with three changes: training stopped before max_epochs (trainer.max_time, early
+stopping) still ends with the averaged weights (Lightning's keeps the last trained ones then); a run resumed
 mid-epoch keeps its SWALR (Lightning installs it in on_train_epoch_start, which a mid-epoch resume skips, so the
-resumed epoch would end without the scheduler's step). With these, resuming with SWA on is exact (tested).
+resumed epoch would end without the scheduler's step); and a ReduceLROnPlateau that SWALR replaced is no longer
+stepped by seqlab's PlateauStep (which would go on halving the SWA rate). With these, resuming with SWA on is exact
+(tested).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, StochasticWeightAveraging
+
+from seqlab.callbacks_resume import PlateauStep
 
 log = logging.getLogger(__name__)
 SWA_CHECKPOINT = "swa.ckpt"
@@ -44,6 +48,19 @@ class SWA(StochasticWeightAveraging):
         # on_train_epoch_start for the resumed epoch; the epoch's average update, already in the state, is skipped.
         if self._scheduler_state is not None and not self._initialized:
             super().on_train_epoch_start(trainer, pl_module)
+        self._retire_replaced(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._retire_replaced(trainer)
+
+    @staticmethod
+    def _retire_replaced(trainer: pl.Trainer) -> None:
+        """PlateauStep steps the plateau schedulers it found at fit start; keep only those Lightning still has."""
+        for callback in trainer.callbacks:
+            if isinstance(callback, PlateauStep):
+                callback.configs = [(c, every) for c, every in callback.configs
+                                    if any(c is active for active in trainer.lr_scheduler_configs)]
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         completed = trainer.current_epoch - 1 == self.swa_end or self._max_epochs == -1  # Lightning transfers then

@@ -486,6 +486,18 @@ def test_swa_stopped_early_still_ends_with_the_average(tmp_path):
     assert any(not torch.equal(swa[k], last[k]) for k in swa if k.startswith("net."))
 
 
+PLATEAU = ("model.scheduler={_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,factor:0.5,patience:0,"
+           "threshold:1.0,threshold_mode:abs}")  # no epoch improves by 1: the rate would halve after every epoch
+
+
+def test_swa_takes_the_rate_over_from_a_plateau_schedule(tmp_path):
+    """SWALR replaces the plateau schedule at epoch 2 and anneals to swa_lrs in one epoch; nothing halves it after."""
+    train_run(tmp_path, "run", "trainer.max_epochs=4", PLATEAU, "model.swa={swa_lrs:0.01,swa_epoch_start:2,"
+              "annealing_epochs:1}")
+    last = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01, rel=1e-12)
+
+
 # -- exact resume, DDP ----------------------------------------------------------------------------------------------
 
 def resume_equals_uninterrupted(tmp_path: Path, data: str, extra: list[str], kill_step: int) -> tuple[dict, dict]:
@@ -523,16 +535,16 @@ def test_exact_resume_with_every_option_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_exact_resume_tagging_packed_custom_gru_one_cycle(tmp_path):
-    """Tagging with a character BiLSTM, GRU cells, seqlab.nn, the packed path (per-layer functional_call), one-cycle
-    per batch; killed in the 2nd epoch."""
+def test_exact_resume_tagging_packed_custom_gru_plateau_swa(tmp_path):
+    """Tagging with a character BiLSTM, GRU cells, seqlab.nn, the packed path (per-layer functional_call), a plateau
+    schedule that SWA takes over in the 3rd epoch; killed in the 3rd epoch."""
     extra = ["backend=custom", "model.cell=gru", "model.path=packed", "model.char_encoder=lstm", "model.char_dim=8",
              "model.char_hidden=8", "data.batch_size=6", "model.word_dropout=0.2", "model.word_dropout_mode=token",
              "model.num_layers=2", "model.locked_dropout=0.2", "model.weight_drop=0.3", "model.adversarial.epsilon=0.5",
-             "model.scheduler={_target_:torch.optim.lr_scheduler.OneCycleLR,max_lr:0.05,total_steps:auto,"
-             "interval:step}", "model.swa={swa_lrs:0.01,swa_epoch_start:3}"]
-    last, _ = resume_equals_uninterrupted(tmp_path, "pos", extra, kill_step=10 + 4)
+             PLATEAU, "model.swa={swa_lrs:0.01,swa_epoch_start:3,annealing_epochs:1}"]
+    last, _ = resume_equals_uninterrupted(tmp_path, "pos", extra, kill_step=2 * 10 + 4)
     assert last["global_step"] == 30
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01, rel=1e-12)
 
 
 @pytest.mark.slow
