@@ -443,6 +443,14 @@ def test_every_option_on_trains_and_swa_is_validated_and_selected_honestly(tmp_p
     assert saved["val_acc"] == pytest.approx(max(saved["swa_val_acc"], best_val))
     tested = trainer.test(SeqModel.load_from_checkpoint(saved["tested_checkpoint"]), datamodule=dm, verbose=False)[0]
     assert tested["test/acc"] == pytest.approx(metrics["test_acc"], abs=1e-6)
+    # prediction (seqlab.inference, the checkpoint alone) rebuilds the same network: same scores in eval mode
+    from seqlab.inference import load_net
+
+    net, _ = load_net(saved["swa_checkpoint"])
+    reference = SeqModel.load_from_checkpoint(saved["swa_checkpoint"]).eval()
+    b = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(net(b["tokens"], b["lengths"]), reference(b["tokens"], b["lengths"]))
     # adversarial training's embedding normalisation weighs words by their training counts
     counts = torch.bincount(dm.datasets["train"].ids.values.long(), minlength=len(dm.vocab)).float()
     assert torch.equal(swa["net.encoder.word_counts"], counts)
