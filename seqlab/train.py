@@ -22,7 +22,7 @@ from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.checks import callback_specs, check_train_config
 from seqlab.data.cache import atomic_write_text
-from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
+from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_with_vectors
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
@@ -93,12 +93,28 @@ def construct(make: Any, **kwargs: Any) -> Any:
         raise
 
 
-def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
-    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+def vectors_spec(cfg: DictConfig) -> str:
+    """model.vectors as build_embedding_matrix takes it: a known name, or a path made absolute."""
     spec = str(cfg.model.vectors)
     if spec not in KNOWN_VECTORS:
         spec = to_absolute_path(str(Path(spec).expanduser())) if ":" not in spec[2:] else spec
-    matrix, stats = build_embedding_matrix(dm.vocab.itos, spec, cfg.model.embedding_dim,
+    return spec
+
+
+def extend_vocabulary(dm: pl.LightningDataModule, cfg: DictConfig) -> int:
+    """model.extend_vocab: keep the data's word forms that the pretrained vectors know (rare training words and
+    words only in validation / test data), each with its pretrained vector; returns how many were added."""
+    words = words_with_vectors(dm.corpus_words(), vectors_spec(cfg), Path(to_absolute_path(str(Path(
+        cfg.paths.cache_dir).expanduser()))))
+    added = dm.extend_vocabulary(words)
+    log.info("model.extend_vocab: %d word forms of the data outside the training vocabulary have pretrained vectors "
+             "and were added (vocabulary %d)", added, len(dm.vocab))
+    return added
+
+
+def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+    matrix, stats = build_embedding_matrix(dm.vocab.itos, vectors_spec(cfg), cfg.model.embedding_dim,
                                            Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
                                            seed=cfg.seed, train_counts=dm.word_counts())
     with torch.no_grad():
@@ -141,6 +157,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
+    extended = {}
+    if cfg.model.get("extend_vocab"):  # (checked before the data: it needs model.vectors)
+        extended = {"vocab_extended_by": extend_vocabulary(dm, cfg)}
     metadata = dm.metadata
     monitor, mode = monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode"))
     # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
@@ -188,6 +207,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": round(time.time() - start, 2),
         "overrides": overrides,
         **vector_stats,
+        **extended,
         "run_dir": str(run_dir),
     }
     hparam_keys = [monitor_key, *(f"test_{k}" for k in model.task.metric_names("test")), "wall_time_s"]

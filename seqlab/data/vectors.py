@@ -33,7 +33,7 @@ from seqlab.data.download import download
 from seqlab.data.vocab import PAD, UNK
 from seqlab.errors import ConfigError, DataError
 
-__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors"]
+__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors", "words_with_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,14 @@ def _match(itos: list[str], spec: Path, dim: int, seed: int) -> dict:
     total = sum(1 for w in itos if w not in (PAD, UNK))
     stats = {"found": len(rows), "total": total, "vocab_coverage": len(rows) / total if total else 0.0}
     return {"matrix": matrix.contiguous(), "found": found, "std": std, "stats": stats}
+
+
+def words_with_vectors(words: list[str], spec: str, cache_dir: Path) -> set[str]:
+    """The `words` that the vectors file has a vector for, by `_match`'s rule (exact, then case-insensitive)."""
+    resolved = resolve_vectors(str(spec).strip(), Path(cache_dir))
+    found, _ = read_vectors(resolved, set(words) | {w.lower() for w in words})
+    known = set(found) | {w.lower() for w in found}
+    return {w for w in words if w in known or w.lower() in known}
 
 
 def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path, *, seed: int = 0,

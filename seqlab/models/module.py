@@ -46,7 +46,7 @@ class SeqModel(pl.LightningModule):
     """A SeqNet trained with the task's loss; metrics per split from the task's evaluators."""
 
     def __init__(self, metadata: Metadata | dict, optimizer: dict[str, Any] | None = None,
-                 scheduler: dict[str, Any] | None = None, vectors: str | None = None,
+                 scheduler: dict[str, Any] | None = None, vectors: str | None = None, extend_vocab: bool = False,
                  monitor: tuple[str, str] | list[str] | None = None, **net_options: Any):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
@@ -87,6 +87,8 @@ class SeqModel(pl.LightningModule):
                 close = difflib.get_close_matches(key, accepted, n=1)
                 hint = f"did you mean {close[0]}? " if close else ""
                 raise ConfigError(f"model.{key} is not an argument of SeqModel; {hint}accepted: {', '.join(accepted)}.")
+        if args.get("extend_vocab") and not args.get("vectors"):
+            raise ConfigError("model.extend_vocab=true keeps the words pretrained vectors know; set model.vectors too.")
         net_args = {k: v for k, v in args.items() if k not in TRAINING_KEYS}
         check_arguments("model", SeqNet, net_args, provided=("metadata",))
         defaults = {k: p.default for k, p in inspect.signature(SeqNet).parameters.items()

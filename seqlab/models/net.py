@@ -17,7 +17,7 @@ from seqlab.models.chars import CHAR_ENCODERS
 from seqlab.models.encoder import BACKENDS, CELLS, PATHS, LSTMEncoder
 
 # model-config keys that are about training, not the network (SeqModel takes them; SeqNet never sees them)
-TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "monitor")
+TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "extend_vocab", "monitor")
 
 
 def check_architecture(cfg: dict[str, Any]) -> None:
