@@ -14,7 +14,7 @@ from seqlab.models.heads import TokenHead
 from seqlab.tasks import register_task
 from seqlab.tasks.base import Task
 
-TOP_TAGS_SHOWN = 12  # the confusion matrix shows the most frequent tags and folds the rest into "other"
+TOP_TAGS_SHOWN = 10  # the confusion matrix shows the most frequent tags and folds the rest into "other"
 
 
 @register_task("tagging")
