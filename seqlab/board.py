@@ -120,8 +120,14 @@ def swept_settings(settings: dict[str, Any]) -> set[str]:
 
     if not HydraConfig.initialized() or getattr(HydraConfig.get().mode, "name", "") != "MULTIRUN":
         return set()
+    return settings_changed_by(varying_keys(HydraConfig.get()), settings)
+
+
+def settings_changed_by(override_keys: set[str], settings: dict[str, Any]) -> set[str]:
+    """The settings that command-line override keys change (`model.optimizer.lr` -> model.lr, `backend` ->
+    model.backend, `model.scheduler.factor` -> model.scheduler; a config group such as `model` -> none)."""
     out = set()
-    for key in varying_keys(HydraConfig.get()):
+    for key in override_keys:
         if key not in SWEPT_ALIASES:
             key = next((k for k in ("model.optimizer", "model.scheduler", "early_stopping") if key.startswith(k + ".")),
                        key)
@@ -178,7 +184,7 @@ def summary_text(metrics: dict[str, Any]) -> str:
         elif isinstance(value, int):
             shown = f"{value:,}"
         elif isinstance(value, float):
-            shown = f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
+            shown = f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
         elif isinstance(value, list):
             shown = "`" + " ".join(map(str, value)) + "`" if value else "—"
         else:

@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
 
 NOT_IN_TRAINING = "(not in training)"  # the gold row of test labels that the training data never had
+WIDTH = 3.5  # inches at 100 dpi: the 350 pixels of an image in TensorBoard's Images tab, so it is shown 1:1
 ZERO = "tab:red"  # a class the model never gets right: its label, and a mark where its bar would be
 
 
@@ -24,29 +25,30 @@ def per_class_accuracy_figure(names: list[str], acc: torch.Tensor, support: torc
     of test tokens; a class at 0 is marked red (a bar of length 0 is otherwise invisible), one without test tokens
     says so."""
     order = torch.argsort(support, descending=True, stable=True).tolist()
-    fig, ax = plt.subplots(figsize=(5.0, 0.26 * len(names) + 1.1), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.17 * len(names) + 0.6), layout="constrained")
     values = [float(acc[i]) for i in order]
     ax.barh(range(len(order)), values, color="tab:blue", height=0.7)
     for row, (i, value) in enumerate(zip(order, values)):
         count = int(support[i])
         if count == 0:
-            ax.text(0.01, row, "no test tokens", va="center", fontsize=8, color="gray")
+            ax.text(0.01, row, "no test tokens", va="center", fontsize=7, color="gray")
             continue
         if value == 0:  # a bar of length 0: a red mark and label instead
-            ax.plot([0.006], [row], marker="s", markersize=5, color=ZERO, clip_on=False)
-        inside = value > 0.75  # long bars carry their label inside, in white
+            ax.plot([0.008], [row], marker="s", markersize=4, color=ZERO, clip_on=False)
+        inside = value > 0.7  # long bars carry their label inside, in white
         shown = "0%" if value == 0 else f"{100 * value:.1f}%"
         ax.text(value - 0.01 if inside else max(value, 0.015) + 0.01, row, f"{shown}  ({count:,})", va="center",
-                ha="right" if inside else "left", fontsize=8,
+                ha="right" if inside else "left", fontsize=7,
                 color="white" if inside else (ZERO if value == 0 else "black"))
-    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=9)
-    for tick, value in zip(ax.get_yticklabels(), values):
-        if value == 0:
+    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=7)
+    ax.tick_params(length=2, pad=1.5)
+    for tick, i, value in zip(ax.get_yticklabels(), order, values):
+        if value == 0 and support[i] > 0:
             tick.set_color(ZERO)
     ax.invert_yaxis()  # most frequent on top
     ax.set_xlim(0, 1)
-    ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "25%", "50%", "75%", "100%"], fontsize=8)
-    ax.set_title("Test accuracy per class (test tokens)", fontsize=10)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "25%", "50%", "75%", "100%"], fontsize=7)
+    ax.set_title("Test accuracy per class (test tokens)", fontsize=8)
     return fig
 
 
@@ -55,6 +57,17 @@ def per_class_table(names: list[str], acc: torch.Tensor, support: torch.Tensor) 
     rows = ["| class | support | accuracy |", "|---|---:|---:|"]
     for i in torch.argsort(support, descending=True).tolist():
         rows.append(f"| {names[i]} | {int(support[i])} | {float(acc[i]):.4f} |")
+    return "\n".join(rows)
+
+
+def confusion_table(names: list[str], confmat: torch.Tensor, top_k: int = 24) -> str:
+    """The confusion matrix as a Markdown table for the Text tab, exact counts (rows true, columns predicted, most
+    frequent first; zeros as "·"); beyond `top_k` + 1 classes the rest are folded into "other"."""
+    labels, cm = fold_confusion(names, confmat.detach().cpu().to(torch.int64),
+                                top_k if len(names) > top_k + 1 else None)
+    rows = ["| true \\ predicted | " + " | ".join(labels) + " | total |", "|---|" + "---:|" * (len(labels) + 1)]
+    for label, row in zip(labels, cm.tolist()):
+        rows.append(f"| {label} | " + " | ".join(f"{c:,}" if c else "·" for c in row) + f" | {sum(row):,} |")
     return "\n".join(rows)
 
 
@@ -99,29 +112,23 @@ def confusion_matrix_figure(names: list[str], confmat: torch.Tensor, top_k: int 
     confmat = confmat.detach().cpu().to(torch.int64)
     labels, cm = fold_confusion(names, confmat, top_k)
     rate = cm.double() / cm.sum(dim=1, keepdim=True).clamp(min=1)
-    n = len(labels)
-    side = min(4.2, max(2.6, 0.28 * n + 0.8))
-    fig, ax = plt.subplots(figsize=(side + 1.5, side + 0.7), layout="constrained")
-    im = ax.imshow(rate.numpy(), cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0))
-    bar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, ticks=[0, 0.05, 0.25, 0.5, 1])
-    bar.ax.tick_params(labelsize=7)
-    bar.set_label("share of the true class", fontsize=8)
-    font, count = (10, "{:,}".format) if n <= 6 else (8, short_count)  # big cells have room for exact counts
-    ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0, fontsize=font + 1)
-    ax.set_yticks(range(n), [f"{lab} ({count(int(cm[i].sum()))})" for i, lab in enumerate(labels)],
-                  fontsize=font + 1)
-    ax.tick_params(length=2, pad=2)
-    ax.set_xlabel("predicted", fontsize=9)
-    ax.set_ylabel("true (count)", fontsize=9)
+    n, folded = len(labels), folded_classes(names, confmat, top_k)
+    listed = textwrap.fill("other: " + ", ".join(f"{name}\u00a0({short_count(c)})" for name, c in folded), 62)
+    lines = listed.count("\n") + 1 if folded else 0
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.86 * WIDTH + 0.13 * lines), layout="constrained")
+    ax.imshow(rate.numpy(), cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0), aspect="auto")  # fill the width
+    font, count = (9, "{:,}".format) if n <= 6 else (7, short_count)  # big cells have room for exact counts
+    ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0, fontsize=font)
+    ax.set_yticks(range(n), [f"{lab} ({count(int(cm[i].sum()))})" for i, lab in enumerate(labels)], fontsize=font)
+    ax.tick_params(length=2, pad=1.5)
+    ax.set_xlabel("predicted", fontsize=7, labelpad=1)
+    ax.set_ylabel("true (count)", fontsize=7, labelpad=1)
     for i, j in shown_cells(cm, rate):
         ax.text(j, i, count(int(cm[i, j])), ha="center", va="center", fontsize=font,
                 color="white" if rate[i, j] > 0.45 else "black")
-    folded = folded_classes(names, confmat, top_k)
     if folded:  # name what "other" holds, below the matrix
-        listed = textwrap.fill("other: " + ", ".join(f"{name} ({short_count(count)})" for name, count in folded),
-                               int(11 * fig.get_figwidth()))
-        fig.text(0.02, 0.01, listed, fontsize=8, va="bottom", ha="left")
-        room = (0.1 + 0.14 * (listed.count("\n") + 1)) / fig.get_figheight()  # inches of text -> figure fraction
+        fig.text(0.01, 0.005, listed, fontsize=7, va="bottom", ha="left")
+        room = (0.04 + 0.13 * lines) / fig.get_figheight()  # inches of text -> figure fraction
         fig.get_layout_engine().set(rect=(0, room, 1, 1 - room))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\ncolour: share of the true class", fontsize=8, linespacing=1.3)
     return fig
