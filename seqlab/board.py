@@ -173,26 +173,24 @@ def hparams_summaries(settings: dict[str, Any], columns: list[str], differs: set
 
 
 def summary_text(metrics: dict[str, Any]) -> str:
-    """metrics.json as a Markdown table for the Text tab (paths relative to the run folder)."""
+    """metrics.json for the Text tab: its numbers as a one-row Markdown table, the rest (monitor, checkpoints
+    relative to the run folder, overrides) as a list below."""
     from pathlib import Path
 
     run_dir = metrics.get("run_dir")
-    rows = ["| metrics.json | |", "|---|---|"]
+    numbers = {k: v for k, v in metrics.items() if v is None or isinstance(v, (int, float)) and not isinstance(v, bool)}
+    cells = ["—" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+             for v in numbers.values()]
+    lines = ["| " + " | ".join(numbers) + " |", "|" + "---:|" * len(numbers), "| " + " | ".join(cells) + " |", ""]
     for key, value in metrics.items():
-        if isinstance(value, bool) or value is None:
-            shown = "—" if value is None else str(value).lower()
-        elif isinstance(value, int):
-            shown = f"{value:,}"
-        elif isinstance(value, float):
-            shown = f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-        elif isinstance(value, list):
-            shown = "`" + " ".join(map(str, value)) + "`" if value else "—"
-        else:
-            path = Path(str(value))
-            shown = str(path.relative_to(run_dir)) if run_dir and path.is_relative_to(run_dir) and key != "run_dir" \
-                else str(value)
-        rows.append(f"| {key} | {shown} |")
-    return "\n".join(rows)
+        if key in numbers:
+            continue
+        if isinstance(value, list):
+            value = " ".join(map(str, value)) or "(none)"
+        elif key != "run_dir" and run_dir and Path(str(value)).is_relative_to(run_dir):
+            value = Path(str(value)).relative_to(run_dir)
+        lines.append(f"- {key}: `{value}`")
+    return "\n".join(lines)
 
 
 def _number(value: Any) -> float:

@@ -115,10 +115,11 @@ def test_tags_per_split_and_groups(runs):
         (point,) = acc.Scalars(f"summary/{column}")
         assert point.value == pytest.approx(metrics[column])
     assert {"test/confusion_matrix", "test/per_class_accuracy"} <= set(acc.Tags()["images"])
-    text = acc.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert f"| test_acc | {metrics['test_acc']:.4g} |" in text
-    assert f"| num_parameters | {metrics['num_parameters']:,} |" in text
-    assert f"| best_checkpoint | checkpoints/{Path(metrics['best_checkpoint']).name} |" in text
+    text = acc.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
+    table = dict(zip(text[0].strip("| ").split(" | "), text[2].strip("| ").split(" | ")))
+    assert table["test_acc"] == f"{metrics['test_acc']:.4g}"
+    assert table["num_parameters"] == f"{metrics['num_parameters']:,}"
+    assert f"- best_checkpoint: `checkpoints/{Path(metrics['best_checkpoint']).name}`" in text
 
 
 def test_learning_rate_is_logged_with_and_without_a_scheduler(runs):
