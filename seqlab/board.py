@@ -15,7 +15,8 @@ HParams takes its columns from the experiment summary of *one* run (the first it
 metric columns: its own task's, then those of every other task kind (a POS and an IMDB run loaded together keep
 `test_oov_acc`). A setting is shown by its command-line key (`model.hidden_size`) and stored under a name that sorts
 the ones that matter first (HParams lists the settings that differ across the sweep first, then by name, and ticks
-five); booleans are booleans, numbers numbers (HParams prints every number with 5 significant digits).
+five); booleans are booleans, numbers numbers (the HParams tab prints 5 significant digits, `128.00`; Time Series'
+run table, where setting columns can be added, shows `128`).
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ class BoardLogger(TensorBoardLogger):
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         tags = {board_tag(k): v for k, v in metrics.items()}
+        if None in tags and all(board_tag(k) is None for k in metrics if k != "epoch"):
+            return  # test metrics, and the epoch Lightning adds to them: not charts (see log_run)
         tags.pop(None, None)
         if tags:
             super().log_metrics(tags, step)

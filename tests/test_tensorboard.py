@@ -110,6 +110,7 @@ def test_tags_per_split_and_groups(runs):
     # Time Series sorts groups by name and opens the first two: the task's metric and the loss
     assert sorted({t.split("/")[0] for t in scalars})[:2] == ["acc", "loss"]
     assert [e.step for e in acc.Scalars("acc/val")] == [e.step for e in acc.Scalars("loss/train")]  # per epoch
+    assert max(e.value for e in acc.Scalars("training/epoch")) == 1  # epochs 0 and 1; testing logs no epoch point
     assert max(e.value for e in acc.Scalars("acc/val")) == pytest.approx(metrics["val_acc"])  # the selected one
     for column in columns:
         (point,) = acc.Scalars(f"summary/{column}")
