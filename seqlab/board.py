@@ -32,9 +32,10 @@ from pytorch_lightning.utilities import rank_zero_only
 SPLIT_METRIC = re.compile(r"^(train|val)/(.+?)(_epoch)?$")
 # Settings shown first, in this order (after those that vary in the sweep); the rest follow alphabetically.
 FIRST_SETTINGS = ("data", "trainer.max_epochs", "trainer.limit_train_batches", "model.hidden_size", "model.num_layers",
-                  "model.bidirectional", "model.embedding_dim", "model.char_encoder", "model.vectors", "model.lr",
-                  "model.optimizer", "model.scheduler", "model.dropout", "model.backend", "seed", "trainer.max_time",
-                  "trainer.limit_val_batches", "trainer.limit_test_batches", "threads", "experiment", "data.task")
+                  "model.bidirectional", "model.cell", "model.embedding_dim", "model.char_encoder", "model.head",
+                  "model.vectors", "model.lr", "model.optimizer", "model.scheduler", "model.dropout", "model.backend",
+                  "seed", "trainer.max_time", "trainer.limit_val_batches", "trainer.limit_test_batches", "threads",
+                  "experiment", "data.task")
 AS_TEXT = ("trainer.limit_", "trainer.devices", "trainer.precision")  # 30 batches vs 1.0 of them; "auto" vs 1
 NONE_AS_TEXT = {"model.char_encoder", "model.vectors", "model.scheduler", "trainer.max_time", "early_stopping",
                 "experiment", "monitor"}  # unset settings that are text when set: "none" (others stay empty)

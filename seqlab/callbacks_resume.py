@@ -11,10 +11,15 @@ with the same weights and metrics as the uninterrupted run (tests/test_resume.py
 - `StepSeed`: the global torch RNG is re-seeded from (seed, rank, global step) before every training step, so
   dropout masks depend on the step alone, not on how many random numbers were drawn since the process started
   (DataLoader iterators, sanity checks and restores all draw some). fairseq seeds each update the same way.
+- `PlateauStep`: epoch-interval ReduceLROnPlateau schedulers step at the end of each training epoch before the
+  epoch-end checkpoints are written. Lightning steps them after `last.ckpt` is written (so a run resumed from it
+  never takes that epoch's step) and skips the step in an epoch resumed mid-way (`FitLoop.on_advance_end`: "not
+  self.restarting"), so a resumed run's learning rate would fall behind the uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +46,43 @@ class StepSeed(pl.Callback):
         torch.manual_seed(derived_seed(self.seed, trainer.global_rank, trainer.global_step))
 
 
+class PlateauStep(pl.Callback):
+    """Takes over the epoch-end step of epoch-interval ReduceLROnPlateau schedulers (module docstring: why).
+
+    At fit start their Lightning frequency is set out of reach, so Lightning never steps them; this callback steps
+    them in `on_train_epoch_end`, which Lightning calls for callbacks like this one before the checkpoint
+    callbacks' (which write `last.ckpt` there), every `frequency` epochs as Lightning would, with the monitored
+    value of the epoch's validation."""
+
+    def __init__(self) -> None:
+        self.configs: list[tuple[Any, int]] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.configs = []
+        for config in trainer.lr_scheduler_configs:
+            if config.reduce_on_plateau and config.interval == "epoch":
+                self.configs.append((config, config.frequency))
+                config.frequency = sys.maxsize  # Lightning's own step never comes due
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for config, every in self.configs:
+            if (trainer.current_epoch + 1) % every:
+                continue
+            value = trainer.callback_metrics.get(config.monitor)
+            if value is None:
+                if config.strict:
+                    raise ConfigError(f"model.scheduler monitors {config.monitor}, which was not logged in epoch "
+                                      f"{trainer.current_epoch}; monitor a validation metric logged every epoch.")
+                continue
+            pl_module.lr_scheduler_step(config.scheduler, value)
+
+
 def resume_callbacks(seed: int, checkpoint_dir: Path, every_n_steps: int | None) -> list[pl.Callback]:
-    """StepSeed; `last.ckpt` after every epoch's validation; `last-step.ckpt` every `every_n_steps` training steps
-    (None or 0: none). Lightning's own `save_last=True` writes last.ckpt only when a top-k checkpoint is written, so
-    it would lag behind epochs without a new best validation score."""
-    callbacks: list[pl.Callback] = [StepSeed(seed), ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_CHECKPOINT,
-                                                                    save_top_k=1, enable_version_counter=False)]
+    """StepSeed; PlateauStep; `last.ckpt` after every epoch's validation; `last-step.ckpt` every `every_n_steps`
+    training steps (None or 0: none). Lightning's own `save_last=True` writes last.ckpt only when a top-k checkpoint
+    is written, so it would lag behind epochs without a new best validation score."""
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_CHECKPOINT, save_top_k=1, enable_version_counter=False)
+    callbacks: list[pl.Callback] = [StepSeed(seed), PlateauStep(), last]
     if every_n_steps:
         if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 0:
             raise ConfigError(f"checkpoint_every_n_steps must be a positive integer or null, got {every_n_steps!r}.")

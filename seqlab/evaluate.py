@@ -19,6 +19,7 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from seqlab import threads
 from seqlab.data.cache import atomic_write_text
 from seqlab.errors import ConfigError, DataError
 from seqlab.inference import read_checkpoint
@@ -83,9 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(ckpt_path)
     run = run_config(ckpt_path, cfg.run_config)
     apply_overrides(run, cfg)
-    threads = cfg.get("threads") or run.threads
-    if threads:
-        torch.set_num_threads(int(threads))
+    threads.configure(cfg.get("threads") or run.get("threads"))
     if run.flush_denormal:
         torch.set_flush_denormal(True)
 

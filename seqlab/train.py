@@ -16,11 +16,13 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
+from seqlab import threads
 from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
+from seqlab.checks import callback_specs, check_train_config
 from seqlab.data.cache import atomic_write_text
-from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
+from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_with_vectors
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
@@ -82,6 +84,27 @@ def instantiate_checked(config: Any, **kwargs: Any) -> Any:
         raise
 
 
+def check_monitors(task: Any, monitor: str, cfg: DictConfig) -> None:
+    """`monitor` and `model.scheduler.monitor` must name an epoch-level metric the task logs."""
+    logged = ["val/loss", *(f"val/{n}" for n in task.metric_names("val")), "train/loss", "train/acc"]
+    wanted = {"monitor": monitor}
+    if cfg.model.get("scheduler") and cfg.model.scheduler.get("monitor"):
+        wanted["model.scheduler.monitor"] = cfg.model.scheduler.monitor
+    for key, name in wanted.items():
+        if name not in logged:
+            raise ConfigError(f"{key}={name} is not a metric the {task.name} task logs; use one of "
+                              f"{', '.join(logged)}.")
+
+
+def cpu_processes(cfg: DictConfig) -> int:
+    """Training processes this run starts on this machine's CPU (DDP on CPU: one per device), else 1."""
+    t = cfg.trainer
+    if str(t.get("accelerator")) == "cpu" and str(t.get("strategy", "")).startswith("ddp") and \
+            isinstance(t.get("devices"), int):
+        return max(1, t.devices)
+    return 1
+
+
 def construct(make: Any, **kwargs: Any) -> Any:
     """Call a partial from `instantiate_checked(..., _partial_=True)`; an unknown config key is a ConfigError."""
     try:
@@ -92,12 +115,28 @@ def construct(make: Any, **kwargs: Any) -> Any:
         raise
 
 
-def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
-    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+def vectors_spec(cfg: DictConfig) -> str:
+    """model.vectors as build_embedding_matrix takes it: a known name, or a path made absolute."""
     spec = str(cfg.model.vectors)
     if spec not in KNOWN_VECTORS:
         spec = to_absolute_path(str(Path(spec).expanduser())) if ":" not in spec[2:] else spec
-    matrix, stats = build_embedding_matrix(dm.vocab.itos, spec, cfg.model.embedding_dim,
+    return spec
+
+
+def extend_vocabulary(dm: pl.LightningDataModule, cfg: DictConfig) -> int:
+    """model.extend_vocab: keep the data's word forms that the pretrained vectors know (rare training words and
+    words only in validation / test data), each with its pretrained vector; returns how many were added."""
+    words = words_with_vectors(dm.corpus_words(), vectors_spec(cfg), Path(to_absolute_path(str(Path(
+        cfg.paths.cache_dir).expanduser()))))
+    added = dm.extend_vocabulary(words)
+    log.info("model.extend_vocab: %d word forms of the data outside the training vocabulary have pretrained vectors "
+             "and were added (vocabulary %d)", added, len(dm.vocab))
+    return added
+
+
+def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+    matrix, stats = build_embedding_matrix(dm.vocab.itos, vectors_spec(cfg), cfg.model.embedding_dim,
                                            Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
                                            seed=cfg.seed, train_counts=dm.word_counts())
     with torch.no_grad():
@@ -127,11 +166,12 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
+    check_train_config(cfg)  # a bad setting is one clear error before any data is prepared
     start = time.time()
     run_dir, tensorboard, overrides = _run_identity(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    threads.configure(cfg.threads, hc, processes=cpu_processes(cfg))
     if cfg.flush_denormal:
         torch.set_flush_denormal(True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -139,11 +179,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
+    extended = {}
+    if cfg.model.get("extend_vocab"):  # (checked before the data: it needs model.vectors)
+        extended = {"vocab_extended_by": extend_vocabulary(dm, cfg)}
     metadata = dm.metadata
     monitor, mode = monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode"))
     # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
     model = construct(instantiate_checked(cfg.model, _recursive_=False, _partial_=True), metadata=metadata,
                       monitor=[monitor, mode])
+    check_monitors(model.task, monitor, cfg)
     vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
@@ -154,12 +198,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
     resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
     callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
+    governor = threads.governor(cfg.threads, bool(cfg.trainer.get("deterministic")))
+    if governor is not None and cpu_processes(cfg) == 1:
+        callbacks.append(governor)
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
     callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the rate each epoch trains with, as a curve
-    if cfg.get("debug_record_samples"):  # tests: per-rank training sample ids -> run_dir/samples/
-        from seqlab.debug import RecordSamples
-        callbacks.append(RecordSamples(run_dir / "samples"))
+    callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
@@ -183,6 +228,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": round(time.time() - start, 2),
         "overrides": overrides,
         **vector_stats,
+        **extended,
         "run_dir": str(run_dir),
     }
     logger.log_run(hparams_of(cfg, metadata), metrics, model.task, step=trainer.global_step)

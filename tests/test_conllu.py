@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import time
+import hashlib
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
+from seqlab.data import conllu
 from seqlab.data.conllu import EWT_SHA256, EWT_URL, ensure_ewt, ewt_filename, read_conllu
 from seqlab.data.download import file_checksum
 from seqlab.errors import ConfigError, DataError
 
-EWT_DIR = Path("/work/shared/data/ud_english_ewt")
+SHARED = REPO.parent / "shared" / "data"  # the real data staged beside the checkout (../shared/data), if any
+EWT_DIR = SHARED / "ud_english_ewt"
 
 
 def row(i, form, upos, xpos):
@@ -146,17 +149,39 @@ def test_no_sentences(tmp_path, text):
     assert str(p) in str(exc.value)
 
 
-def test_ewt_constants():
-    assert EWT_URL.format(split="dev").endswith("/r2.16/en_ewt-ud-dev.conllu")
-    assert ewt_filename("train") == "en_ewt-ud-train.conllu"
+def test_ewt_file_names_and_urls_agree():
+    for split in ("train", "dev", "test"):  # the release URL of a split ends in the file name we look for
+        assert EWT_URL.format(split=split).rsplit("/", 1)[1] == ewt_filename(split)
     with pytest.raises(ConfigError, match="got 'validation'"):
         ewt_filename("validation")
 
 
-@pytest.mark.skipif(not (EWT_DIR / "en_ewt-ud-train.conllu").exists(), reason="UD English-EWT not available")
+@pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED / 'SHA256SUMS'} not available")
+def test_pinned_checksums_match_an_independent_record():
+    """../shared/data/SHA256SUMS was written when the released files were staged, not from this code."""
+    record = dict(reversed(line.split()) for line in (SHARED / "SHA256SUMS").read_text().splitlines() if line)
+    assert {s: record[f"ud_english_ewt/{ewt_filename(s)}"] for s in EWT_SHA256} == EWT_SHA256
+
+
+def test_missing_ewt_file_is_downloaded_from_the_release_and_verified(tmp_path, serve_dir, monkeypatch):
+    (tmp_path / "www/r2.16").mkdir(parents=True)
+    (tmp_path / "www/r2.16/en_ewt-ud-dev.conllu").write_text(FIXTURE, encoding="utf-8")
+    base = serve_dir(tmp_path / "www")
+    monkeypatch.setattr(conllu, "EWT_URL", base + "/r2.16/en_ewt-ud-{split}.conllu")
+    monkeypatch.setitem(conllu.EWT_SHA256, "dev", hashlib.sha256(FIXTURE.encode()).hexdigest())
+    path = ensure_ewt("dev", tmp_path / "data")
+    assert path == tmp_path / "data/en_ewt-ud-dev.conllu" and read_conllu(path)[1][0] == WORDS[1]
+    monkeypatch.setitem(conllu.EWT_SHA256, "dev", "0" * 64)  # a file that does not match the pin is refused
+    with pytest.raises(DataError, match="Checksum mismatch"):
+        ensure_ewt("dev", tmp_path / "other")
+    assert not (tmp_path / "other/en_ewt-ud-dev.conllu").exists()
+    with pytest.raises(DataError, match=r"404.*download .*/r2.16/en_ewt-ud-test.conllu elsewhere"):
+        ensure_ewt("test", tmp_path / "data")  # the offline hint names the URL to fetch by hand
+
+
+@pytest.mark.skipif(not (EWT_DIR / "en_ewt-ud-train.conllu").exists(), reason=f"{EWT_DIR} not available")
 def test_real_ewt():
-    expected = {"train": (12_544, 204_577), "dev": (2_001, 25_147), "test": (2_077, 25_094)}
-    start = time.perf_counter()
+    expected = {"train": (12_544, 204_577), "dev": (2_001, 25_147), "test": (2_077, 25_094)}  # shared/data/README
     for split, (n_sents, n_words) in expected.items():
         sents = read_conllu(EWT_DIR / ewt_filename(split))
         assert len(sents) == n_sents
@@ -164,8 +189,6 @@ def test_real_ewt():
         assert all(len(w) == len(t) > 0 for w, t in sents)
         if split == "train":
             assert len({t for _, tags in sents for t in tags}) == 17
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5, f"parsing UD English-EWT took {elapsed:.1f}s"
     for split in expected:  # the pinned checksums match the released files, so no download is attempted
         path = EWT_DIR / ewt_filename(split)
         assert file_checksum(path) == EWT_SHA256[split]

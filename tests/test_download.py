@@ -121,11 +121,23 @@ def test_download_wrong_checksum_saves_nothing(server, tmp_path):
     assert os.listdir(dest_dir) == []
 
 
-def test_download_wrong_checksum_keeps_no_stale_file(server, tmp_path):
+def test_download_replaces_a_stale_file_whose_hash_is_wrong(server, tmp_path):
     dest = tmp_path / "corpus.tar.gz"
     dest.write_bytes(b"stale")
-    download(server["url"], dest, sha256(server["archive"]))  # a stale file with the wrong hash is replaced
+    download(server["url"], dest, sha256(server["archive"]))  # the right checksum: the stale file is replaced
     assert dest.read_bytes() == server["archive"].read_bytes()
+
+
+def test_download_wrong_checksum_never_replaces_the_existing_file(server, tmp_path):
+    dest = tmp_path / "corpus.tar.gz"
+    dest.write_bytes(b"stale")
+    wrong = "sha256:" + hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(DataError, match="Checksum mismatch") as exc:
+        download(server["url"], dest, wrong)
+    got = hashlib.sha256(server["archive"].read_bytes()).hexdigest()  # what the server sent, named in the error
+    assert f"got {got}" in str(exc.value) and wrong[7:] in str(exc.value)
+    assert dest.read_bytes() == b"stale"  # the unverified download never took its place
+    assert sorted(os.listdir(tmp_path)) == ["corpus.tar.gz", "www"]  # and no .part file is left
 
 
 def test_download_404(server, tmp_path):
@@ -289,7 +301,28 @@ def test_safe_extract_corrupt_archive(tmp_path, make):
     with pytest.raises(DataError, match="is not a readable tar archive") as exc:
         safe_extract(archive, dest)
     assert str(archive) in str(exc.value) and "download it again" in str(exc.value)
-    assert not dest.exists() or os.listdir(dest) == []
+    assert not dest.exists()  # the destination is made only when the extraction is complete
+    assert not list(tmp_path.glob(".extract-*"))  # and the temp dir is gone
+
+
+def test_safe_extract_failing_midway_leaves_nothing(tmp_path, monkeypatch):
+    """A failure after some members are written (here: the disk fills up) removes them with the temp dir."""
+    archive = make_tar(tmp_path / "c.tar.gz")
+    real = tarfile.TarFile.extractall
+
+    def disk_full(self, path, members=None, **kw):
+        members = list(members)
+        real(self, path, members=members[:1], **kw)  # the first member is written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", disk_full)
+    with pytest.raises(DataError, match="check free disk space"):
+        safe_extract(archive, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["c.tar.gz"]
+    (tmp_path / "kept").mkdir()  # into an existing folder: it stays as it was
+    with pytest.raises(DataError, match="check free disk space"):
+        safe_extract(archive, tmp_path / "kept")
+    assert os.listdir(tmp_path / "kept") == []
 
 
 def test_safe_extract_missing_archive(tmp_path):

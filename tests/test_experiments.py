@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, make_imdb_tree, make_pos_dir
 from hydra import compose, initialize_config_dir
+from ner_fixtures import make_conll_dir
+from reference import hand_accuracy
 
-from seqlab.train import train
+from seqlab.models.module import SeqModel
+from seqlab.train import build_datamodule, train
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"))
 
 
 def test_there_are_recipes():
-    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best"} <= set(EXPERIMENTS)
+    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best", "btc_cpu"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -26,6 +30,9 @@ def test_experiment_composes_and_runs_one_step(name, tmp_path):
         if cfg.data._target_.endswith("PosDataModule"):
             root = make_pos_dir(tmp_path / "data")
             data = [f"data.root={root}", "data.download=false"]
+        elif cfg.data._target_.endswith("ConllDataModule"):  # data=btc's file names
+            root = make_conll_dir(tmp_path / "data", names={s: f"btc.{s}" for s in ("train", "dev", "test")})
+            data = [f"data.root={root}"]
         else:
             root = tmp_path / "data"
             make_imdb_tree(root)
@@ -38,5 +45,25 @@ def test_experiment_composes_and_runs_one_step(name, tmp_path):
             "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
             "trainer.enable_progress_bar=false", "trainer.num_sanity_val_steps=0"])
     metrics = train(cfg)
-    assert 0.0 <= metrics["test_acc"] <= 1.0
     assert json.loads((Path(tmp_path) / "run/metrics.json").read_text())["test_acc"] == metrics["test_acc"]
+    # the one test batch's accuracy, counted by hand with the best checkpoint the run tested
+    model = SeqModel.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    dm = build_datamodule(cfg)
+    dm.setup()
+    if model.task.name == "spans":  # entity F1 of the one batch, by seqeval, in the files' scheme
+        from seqeval.metrics import f1_score
+
+        from seqlab.tasks.schemes import decode
+
+        batch = next(iter(dm.test_dataloader()))
+        model.eval()
+        with torch.no_grad():
+            preds = model.net.head.decode(model(batch["tokens"], batch["lengths"], batch.get("chars")),
+                                          batch["lengths"])
+        scheme = model.task.data_scheme
+        n = batch["lengths"].tolist()
+        pred = [decode(p[:k].tolist(), model.task.labels, scheme) for p, k in zip(preds, n)]
+        gold = [decode(g[:k].tolist(), model.task.labels, scheme) for g, k in zip(batch["labels"], n)]
+        assert metrics["test_f1"] == pytest.approx(f1_score(gold, pred), abs=1e-6)
+        return
+    assert metrics["test_acc"] == pytest.approx(hand_accuracy(model, dm.test_dataloader(), max_batches=1), abs=1e-6)

@@ -82,8 +82,6 @@ def load_predict_cli():
 
 @pytest.mark.parametrize("data, backend", MODELS)
 def test_evaluate_reproduces_the_runs_metrics(top, runs, data, backend):
-    if backend == "custom":
-        pytest.importorskip("seqlab.nn", reason="the custom LSTM backend is not there yet")
     run = runs[data, backend]
     m = metrics_of(run)
     test = evaluate(eval_cfg(top, ckpt=m["best_checkpoint"]))

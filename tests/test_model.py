@@ -9,7 +9,7 @@ from torch import nn
 
 from seqlab.errors import ConfigError
 from seqlab.models.chars import CharCNN, CharLSTM
-from seqlab.models.encoder import reverse_index, run_packed, run_padded
+from seqlab.models.encoder import make_rnn, reverse_index, run_packed, run_padded
 from seqlab.models.heads import pool
 from seqlab.models.module import SeqModel
 
@@ -23,16 +23,18 @@ def test_reverse_index_reverses_within_length():
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_padded_path_equals_packed_path_values_and_gradients(bidirectional, layers):
+@pytest.mark.parametrize("backend", ["torch", "custom"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padded_path_equals_packed_path_values_and_gradients(cell, backend, layers, bidirectional):
     torch.manual_seed(0)
-    lstm = nn.LSTM(5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True).double()
+    rnn = make_rnn(backend, cell, 5, 6, num_layers=layers, bidirectional=bidirectional, batch_first=True).double()
     x = torch.randn(4, 7, 5, dtype=torch.double, requires_grad=True)
     lengths = torch.tensor([7, 2, 5, 1])
     mask = (torch.arange(7)[None] < lengths[:, None])[..., None]
     res = []
     for run in (run_padded, run_packed):
-        out, final = run(lstm, x, lengths)
-        grads = torch.autograd.grad((out * mask).pow(2).sum() + final.sum(), [x, *lstm.parameters()])
+        out, final = run(rnn, x, lengths)
+        grads = torch.autograd.grad((out * mask).pow(2).sum() + final.sum(), [x, *rnn.parameters()])
         res.append((out * mask, final, grads))
     (o1, f1, g1), (o2, f2, g2) = res
     torch.testing.assert_close(o1, o2, atol=1e-12, rtol=0)
@@ -41,13 +43,73 @@ def test_padded_path_equals_packed_path_values_and_gradients(bidirectional, laye
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def _refuse(*args, **kwargs):
+    raise AssertionError("torch's recurrent kernel ran under backend=custom")
+
+
+@pytest.mark.parametrize("path", ["padded", "auto", "packed"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_custom_backend_never_runs_a_torch_kernel(monkeypatch, cell, path):
+    """backend=custom runs seqlab.nn over the batch on every path, the character encoder too."""
+    import seqlab.models.encoder as encoder
+
+    class NoKernels:
+        def __getattr__(self, name):
+            return _refuse
+
+    monkeypatch.setattr(encoder, "_VF", NoKernels())
+    monkeypatch.setattr(nn.LSTM, "forward", _refuse)
+    monkeypatch.setattr(nn.GRU, "forward", _refuse)
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
+    model = SeqModel(meta, embedding_dim=8, hidden_size=6, num_layers=2, dropout=0.0, backend="custom", cell=cell,
+                     path=path, char_encoder="lstm", char_dim=4, char_hidden=5)
+    assert type(model.net.encoder.rnn).__module__.startswith("seqlab.nn")
+    assert type(model.net.encoder.char_encoder.rnn).__module__.startswith("seqlab.nn")
+    logits = model(torch.randint(1, 30, (2, 5)), torch.tensor([5, 3]), torch.randint(1, 12, (2, 5, 6)))
+    logits.sum().backward()
+    assert logits.shape == (2, 5, 4) and model.net.encoder.rnn.weight_hh_l1.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell, cls", [("lstm", nn.LSTM), ("gru", nn.GRU)])
+def test_cell_and_backend_pick_the_module(cell, cls):
+    import seqlab.nn
+
+    for backend, expected in (("torch", cls), ("custom", getattr(seqlab.nn, cls.__name__))):
+        model = SeqModel(META, embedding_dim=8, hidden_size=6, cell=cell, backend=backend)
+        assert type(model.net.encoder.rnn) is expected and model.net.encoder.lstm is model.net.encoder.rnn
+        assert model.hparams.cell == cell
+
+
+def test_auto_path_is_padded_on_cpu_for_both_backends():
+    for backend in ("torch", "custom"):
+        model = SeqModel(META, embedding_dim=8, hidden_size=6, backend=backend)
+        assert model.net.encoder.resolved_path(torch.device("cpu")) == "padded"
+    assert SeqModel(META, backend="torch").net.encoder.resolved_path(torch.device("cuda")) == "packed"
+    assert SeqModel(META, backend="custom").net.encoder.resolved_path(torch.device("cuda")) == "padded"
+    assert SeqModel(META, backend="torch", path="packed").net.encoder.resolved_path(torch.device("cpu")) == "packed"
+
+
+def test_state_dict_from_before_the_gru_loads():
+    """Checkpoints written when the recurrent modules were named `lstm` load into `rnn`."""
+    meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
+    model = SeqModel(meta, embedding_dim=8, hidden_size=6, char_encoder="lstm", char_dim=4, char_hidden=5)
+    old = {k.replace(".rnn.", ".lstm."): v + 1 for k, v in model.state_dict().items()}
+    assert "net.encoder.lstm.weight_ih_l0" in old and "net.encoder.char_encoder.lstm.weight_hh_l0" in old
+    model.load_state_dict(old)  # strict
+    enc = model.net.encoder
+    assert torch.equal(enc.rnn.weight_ih_l0, old["net.encoder.lstm.weight_ih_l0"])
+    assert torch.equal(enc.char_encoder.rnn.weight_hh_l0, old["net.encoder.char_encoder.lstm.weight_hh_l0"])
+
+
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
 @pytest.mark.parametrize("path", ["padded", "packed"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_sequence_alone_equals_sequence_padded_in_a_batch(pooling, path, bidirectional):
+@pytest.mark.parametrize("backend", ["torch", "custom"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sequence_alone_equals_sequence_padded_in_a_batch(cell, backend, pooling, path, bidirectional):
     torch.manual_seed(1)
     model = SeqModel(META, embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=bidirectional,
-                     dropout=0.0, pooling=pooling, path=path).double().eval()
+                     dropout=0.0, pooling=pooling, path=path, cell=cell, backend=backend).double().eval()
     seq = torch.tensor([[4, 9, 3]])
     batch = torch.tensor([[5, 6, 7, 8, 9, 10], [4, 9, 3, 0, 0, 0]])
     alone = model(seq, torch.tensor([3]))
@@ -62,9 +124,11 @@ def test_pool_masks_padding():
     assert pool(out, torch.zeros(1, 1), lengths, "mean").item() == 2.0
 
 
-@pytest.mark.parametrize("cls, size", [(CharCNN, 7), (CharLSTM, 14)])
-def test_char_encoders_shapes_and_padding(cls, size):
-    enc = cls(num_chars=12, char_dim=5, hidden=7)
+@pytest.mark.parametrize("cls, size, backend, cell", [(CharCNN, 7, "torch", "lstm"), (CharLSTM, 14, "torch", "lstm"),
+                                                   (CharLSTM, 14, "custom", "lstm"), (CharLSTM, 14, "torch", "gru"),
+                                                   (CharLSTM, 14, "custom", "gru")])
+def test_char_encoders_shapes_and_padding(cls, size, backend, cell):
+    enc = cls(num_chars=12, char_dim=5, hidden=7, backend=backend, cell=cell)
     chars = torch.randint(1, 12, (3, 4, 6))
     chars[:, :, 4:] = 0  # words of 4 characters
     chars[2, 2:] = 0  # padding words
@@ -86,16 +150,31 @@ def test_tagging_model_with_chars_gives_per_token_logits():
 
 @pytest.mark.parametrize("kw, key", [({"hidden_size": 0}, "model.hidden_size"), ({"dropout": 1.0}, "model.dropout"),
                                      ({"pooling": "sum"}, "model.pooling"), ({"backend": "jax"}, "model.backend"),
+                                     ({"cell": "rnn"}, "model.cell"),
                                      ({"char_encoder": "cnn"}, "model.char_encoder")])
 def test_bad_model_config_is_a_clear_error(kw, key):
     with pytest.raises(ConfigError, match=key):
         SeqModel(META, **kw)
 
 
-def test_frozen_embeddings():
-    model = SeqModel(META, freeze_embeddings=True)
-    enc = model.net.encoder
-    assert not enc.embedding.weight.requires_grad and enc.lstm.weight_ih_l0.requires_grad
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_embeddings_stay_fixed_while_the_rest_trains(freeze):
+    """Optimizer steps through the model's own configure_optimizers: with freeze_embeddings the embedding matrix is
+    bit-identical afterwards and every other parameter has moved; without it the embeddings move too."""
+    torch.manual_seed(0)
+    model = SeqModel(META, embedding_dim=6, hidden_size=5, freeze_embeddings=freeze)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = model.configure_optimizers()
+    tokens, lengths = torch.randint(1, 30, (4, 7)), torch.tensor([7, 5, 3, 2])
+    tokens[torch.arange(7)[None] >= lengths[:, None]] = 0  # padding
+    labels = torch.tensor([0, 1, 1, 0])
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(tokens, lengths), labels).backward()
+        optimizer.step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])}
+    embedding = "net.encoder.embedding.weight"
+    assert moved == (set(before) - {embedding} if freeze else set(before))
 
 
 def test_optimizer_without_scheduler_is_plain():
@@ -124,12 +203,14 @@ def test_bad_scheduler_config_is_a_clear_error(spec):
         SeqModel(META, scheduler=spec)
 
 
-def test_char_lstm_equals_a_plain_packed_lstm_over_every_word():
+@pytest.mark.parametrize("backend", ["torch", "custom"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_char_lstm_equals_a_plain_packed_lstm_over_every_word(cell, backend):
     """The same values and gradients as a packed LSTM over every real word; padding words get zeros."""
     from torch.nn.utils.rnn import pack_padded_sequence
 
     torch.manual_seed(3)
-    enc = CharLSTM(num_chars=9, char_dim=4, hidden=5).double()
+    enc = CharLSTM(num_chars=9, char_dim=4, hidden=5, backend=backend, cell=cell).double()
     chars = torch.randint(1, 9, (2, 5, 12))
     lengths = torch.tensor([[3, 7, 3, 1, 0], [7, 2, 3, 0, 0]])
     chars[1, 0], chars[0, 2] = chars[0, 1], chars[0, 0]  # repeated words
@@ -142,12 +223,16 @@ def test_char_lstm_equals_a_plain_packed_lstm_over_every_word():
     flat, n = chars.view(10, 12), lengths.view(10)
     real = n > 0
     packed = pack_padded_sequence(enc.embedding(flat[real]), n[real], batch_first=True, enforce_sorted=False)
-    h_n = enc.lstm(packed)[1][0]
+    ref_rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(4, 5, batch_first=True, bidirectional=True).double()
+    ref_rnn.load_state_dict(enc.rnn.state_dict())  # torch's own module is the reference for both backends
+    h_n = ref_rnn(packed)[1][0] if cell == "lstm" else ref_rnn(packed)[1]
     ref = torch.zeros(10, 10, dtype=torch.double)
     ref[real] = torch.cat([h_n[0], h_n[1]], dim=-1)
     ref.pow(2).sum().backward()
     torch.testing.assert_close(out.view(10, 10), ref, atol=1e-12, rtol=0)
     assert (out[0, 4] == 0).all() and (out[1, 3:] == 0).all()
     torch.testing.assert_close(out[1, 0], out[0, 1], atol=1e-12, rtol=0)  # a word's features ignore its position
-    for g, p in zip(got, enc.parameters()):
-        torch.testing.assert_close(g, p.grad, atol=1e-12, rtol=0)
+    want = [enc.embedding.weight.grad, *(p.grad for p in ref_rnn.parameters())]  # enc.parameters()' order
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, make_imdb_tree
+from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir
 
 from seqlab.callbacks_resume import StepSeed, resolve_ckpt_path
 from seqlab.data.resumable import ResumableDataLoader
@@ -24,6 +24,21 @@ STEPS_PER_EPOCH = 9  # 72 training reviews (80 minus the 10% validation carve) i
 TRAIN = ["data.batch_size=8", "model.embedding_dim=16", "model.hidden_size=16", "model.optimizer.lr=0.05",
          "trainer.max_epochs=3", "trainer.deterministic=true", "trainer.enable_progress_bar=false", "threads=1",
          "data.tokenizer_workers=1"]
+# threshold 1 (absolute): no epoch improves on the first, so the rate halves after every later epoch
+PLATEAU = ("model.scheduler={_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,factor:0.5,patience:0,"
+           "threshold:1.0,threshold_mode:abs}")
+# name -> (data, overrides, training batches per epoch, the step to kill in)
+CASES = {
+    "imdb": ("imdb", [], STEPS_PER_EPOCH, STEPS_PER_EPOCH + 4),  # the 5th batch of the 2nd epoch
+    # tagging, character BiLSTM, learning rate halved on a plateau (its state travels), random <unk> replacement
+    "pos_chars_plateau": ("pos", ["model.char_encoder=lstm", "model.char_dim=8", "model.char_hidden=8", PLATEAU,
+                                  "data.unk_replace=0.5", "data.batch_size=6"], 10, 10 + 4),
+    # min_delta 1: no epoch after the first improves, so training stops after patience=2 more epochs, of 5; killed
+    # in the 3rd epoch, the resumed run must remember the epoch it already waited
+    "early_stopping": ("imdb", ["early_stopping={patience:2,min_delta:1.0}", "trainer.max_epochs=5"],
+                       STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH + 4),
+    "custom_backend": ("imdb", ["backend=custom"], STEPS_PER_EPOCH, STEPS_PER_EPOCH + 4),
+}
 
 # Runs scripts/train.py with each training step announced in $PROGRESS and slowed down, so the test can kill it
 # at a known point. Nothing else changes: the model, data and callbacks are those of the real script.
@@ -42,10 +57,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def command(tmp: Path, run: str, *extra: str, slow: bool = False) -> list[str]:
+def command(tmp: Path, run: str, *extra: str, slow: bool = False, data: str = "imdb") -> list[str]:
     script = [str(tmp / "slow.py")] if slow else []
-    return [sys.executable, *script, str(REPO / "scripts/train.py"), f"hydra.run.dir={tmp / run}",
-            f"data.root={tmp / 'imdb'}", *TRAIN, *extra]
+    where = [f"data.root={tmp / 'imdb'}"] if data == "imdb" else ["data=pos", f"data.root={tmp / 'ewt'}",
+                                                                   "data.download=false"]
+    return [sys.executable, *script, str(REPO / "scripts/train.py"), f"hydra.run.dir={tmp / run}", *where, *TRAIN,
+            *extra]
 
 
 def env_for(tmp: Path, **kw: str) -> dict[str, str]:
@@ -87,49 +104,91 @@ def kill_at_step(cmd: list[str], tmp: Path, step: int) -> int:
     return int(progress.read_text())
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+def sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, case: str) -> tuple[dict, dict]:
+    """Kill a run of CASES[case] with SIGKILL mid-epoch, resume it with ckpt_path=last; its metrics, final weights,
+    optimizer rates and scheduler state equal an uninterrupted run's. Returns (the final last.ckpt, metrics)."""
+    data, extra, steps, kill_step = CASES[case]
     make_imdb_tree(tmp_path / "imdb", n_per_class=40)
+    add_unseen_test_words(make_pos_dir(tmp_path / "ewt"))
     (tmp_path / "slow.py").write_text(SLOW)
+    every = ["checkpoint_every_n_steps=2", *extra]
     # The uninterrupted run, meanwhile (both may build the data cache: its writes are atomic).
-    whole = start(command(tmp_path, "whole", "checkpoint_every_n_steps=2"), tmp_path)
-
-    killed_in = kill_at_step(command(tmp_path, "run", "checkpoint_every_n_steps=2", slow=True), tmp_path,
-                             step=STEPS_PER_EPOCH + 4)  # the 5th batch of the 2nd epoch
+    whole = start(command(tmp_path, "whole", *every, data=data), tmp_path)
+    killed_in = kill_at_step(command(tmp_path, "run", *every, slow=True, data=data), tmp_path, step=kill_step)
     finish(whole)
     run = tmp_path / "run"
     assert not (run / "metrics.json").exists()
     saved = torch.load(run / "checkpoints/last-step.ckpt", weights_only=True)
-    assert saved["epoch"] == 1 and STEPS_PER_EPOCH < saved["global_step"] <= killed_in < 2 * STEPS_PER_EPOCH
+    epoch = kill_step // steps
+    assert saved["epoch"] == epoch and epoch * steps < saved["global_step"] <= killed_in < (epoch + 1) * steps
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == \
-        saved["global_step"] - STEPS_PER_EPOCH  # the loader's position in the epoch travels with the checkpoint
+        saved["global_step"] - epoch * steps  # the loader's position in the epoch travels with the checkpoint
 
-    out = run_ok(command(tmp_path, "run", "checkpoint_every_n_steps=2", "ckpt_path=last"), tmp_path)
+    out = run_ok(command(tmp_path, "run", *every, "ckpt_path=last", data=data), tmp_path)
     assert f"Restoring states from the checkpoint path at {run / 'checkpoints/last-step.ckpt'}" in out
 
     whole = json.loads((tmp_path / "whole/metrics.json").read_text())
     resumed = json.loads((run / "metrics.json").read_text())
-    for key in ("val_acc", "test_acc", "test_loss", "epochs"):
-        assert resumed[key] == whole[key], key
+    for key in ("val_acc", "test_acc", "test_loss", "test_macro_f1", "test_oov_acc", "epochs"):
+        assert resumed.get(key) == whole.get(key), key
     assert Path(resumed["best_checkpoint"]).name == Path(whole["best_checkpoint"]).name
     a = torch.load(tmp_path / "whole/checkpoints/last.ckpt", weights_only=True)
     b = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
-    assert a["global_step"] == b["global_step"] == 3 * STEPS_PER_EPOCH
+    assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]
     for name, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][name]), name
+    assert a["lr_schedulers"] == b["lr_schedulers"]  # the plateau schedule's counters and its current rate
+    assert [g["lr"] for g in a["optimizer_states"][0]["param_groups"]] == \
+        [g["lr"] for g in b["optimizer_states"][0]["param_groups"]]
+    return a, whole
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    last, whole = sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, "imdb")
+    assert last["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_exact_resume_pos_with_char_encoder_and_plateau_schedule(tmp_path):
+    last, whole = sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, "pos_chars_plateau")
+    # halved after the 2nd epoch (the one killed and resumed) and the 3rd: a lost step would show in the weights
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.05 / 4
+    assert any(".char_encoder." in name for name in last["state_dict"])  # its weights are compared too
+
+
+@pytest.mark.slow
+def test_exact_resume_keeps_early_stopping_state(tmp_path):
+    last, whole = sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, "early_stopping")
+    assert whole["epochs"] == 3 and last["global_step"] == 3 * STEPS_PER_EPOCH  # stopped early, of 5 epochs
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("EarlyStopping")]
+    assert state["wait_count"] == 2 and state["stopped_epoch"] == 2
+
+
+@pytest.mark.slow
+def test_exact_resume_custom_backend(tmp_path):
+    last, whole = sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, "custom_backend")
+    assert last["global_step"] == 3 * STEPS_PER_EPOCH
 
 
 @pytest.mark.slow
 def test_sigkill_without_step_checkpoints_resumes_from_the_epoch_end(tmp_path):
-    """checkpoint_every_n_steps=null: the killed epoch is re-run from its start; the result is the same."""
+    """checkpoint_every_n_steps=null: the killed epoch is re-run from its start (last.ckpt, written at the previous
+    epoch's end); the result is the same, the plateau schedule's step of that epoch included."""
     make_imdb_tree(tmp_path / "imdb", n_per_class=40)
     (tmp_path / "slow.py").write_text(SLOW)
-    run_ok(command(tmp_path, "whole", "checkpoint_every_n_steps=null"), tmp_path)
-    kill_at_step(command(tmp_path, "run", "checkpoint_every_n_steps=null", slow=True), tmp_path, STEPS_PER_EPOCH + 4)
-    out = run_ok(command(tmp_path, "run", "checkpoint_every_n_steps=null", "ckpt_path=last"), tmp_path)
+    every = ["checkpoint_every_n_steps=null", PLATEAU]
+    run_ok(command(tmp_path, "whole", *every), tmp_path)
+    kill_at_step(command(tmp_path, "run", *every, slow=True), tmp_path, STEPS_PER_EPOCH + 4)
+    out = run_ok(command(tmp_path, "run", *every, "ckpt_path=last"), tmp_path)
     assert "checkpoints/last.ckpt" in out and not (tmp_path / "run/checkpoints/last-step.ckpt").exists()
     whole = json.loads((tmp_path / "whole/metrics.json").read_text())
     resumed = json.loads((tmp_path / "run/metrics.json").read_text())
     assert (resumed["val_acc"], resumed["test_acc"]) == (whole["val_acc"], whole["test_acc"])
+    a = torch.load(tmp_path / "whole/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert a["lr_schedulers"] == b["lr_schedulers"] and a["optimizer_states"][0]["param_groups"][0]["lr"] == 0.05 / 4
+    for name, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][name]), name
 
 
 # -- the pieces -------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from seqlab.data import vectors as V
 from seqlab.data.vectors import build_embedding_matrix, read_vectors, resolve_vectors
@@ -22,7 +23,7 @@ TEXT = "\n".join(LINES) + "\n"
 WORDS = ["the", "The", "cat", "Paris", "dog", "new york"]
 ITOS = ["<pad>", "<unk>", "the", "The", "cat", "paris", "DOG", "bird", "zebra"]
 COUNTS = {"the": 10, "The": 2, "cat": 3, "paris": 1, "DOG": 1, "bird": 2, "zebra": 1, "oov": 5}
-REAL_GLOVE = Path("/work/shared/data/glove/glove.6B.50d.txt.gz")
+REAL_GLOVE = REPO.parent / "shared/data/glove/glove.6B.50d.txt.gz"  # ../shared/data beside the checkout, if any
 
 
 def write_txt(d: Path) -> str:
@@ -223,9 +224,21 @@ def test_known_name_downloads_when_absent(tmp_path, monkeypatch, glove_server):
     assert not (tmp_path / "other" / "vectors" / "glove.6B.zip").exists()
 
 
-def test_real_glove_checksum_is_pinned():
-    assert V.GLOVE_6B_URL == "https://nlp.stanford.edu/data/glove.6B.zip"
-    assert V.GLOVE_6B_CHECKSUM.startswith("sha256:617afb2f")
+def test_known_name_downloads_the_pinned_archive_with_its_checksum(tmp_path, monkeypatch):
+    """What a known name asks for: the official URL, verified against the pinned sha256, into cache_dir/vectors."""
+    calls = []
+
+    def fake_download(url, dest, checksum, **kw):
+        calls.append((url, Path(dest), checksum))
+        return make_fake_glove_zip(Path(dest))
+
+    monkeypatch.setattr(V, "download", fake_download)
+    assert resolve_vectors("glove.6B.50d", tmp_path) == Path(f"{tmp_path / 'vectors/glove.6B.zip'}:glove.6B.50d.txt")
+    assert calls == [(V.GLOVE_6B_URL, tmp_path / "vectors/glove.6B.zip", V.GLOVE_6B_CHECKSUM)]
+    algo, _, digest = V.GLOVE_6B_CHECKSUM.partition(":")  # a well-formed pin (download refuses anything else)
+    assert algo == "sha256" and len(digest) == 64 and int(digest, 16) >= 0
+    resolve_vectors("glove.6B.100d", tmp_path)  # the archive holds every size: no second download
+    assert len(calls) == 1
 
 
 @pytest.mark.slow
@@ -237,3 +250,39 @@ def test_real_glove_6b_50d(tmp_path):
     assert m[2, 0].item() == pytest.approx(0.418)  # GloVe 6B 50d's first line: "the 0.418 0.24968 ..."
     assert torch.equal(m[2], m[3])  # "The" -> "the" (the 6B vocabulary is lowercased)
     assert stats == {"vocab_coverage": 4 / 5, "token_coverage": 3 / 4, "found": 4, "total": 5}
+
+
+def test_extend_vocab_keeps_the_words_the_vectors_know_with_their_vectors(tmp_path):
+    """model.extend_vocab: a test-only word and a rare training word that the vectors know get rows initialised
+    with their vectors; a test-only word the vectors do not know stays <unk>; the test-only word's row never moves
+    (no training batch holds it), the rare training word's row trains."""
+    import json
+
+    from conftest import REPO, make_imdb_tree
+    from hydra import compose, initialize_config_dir
+
+    from seqlab.train import train
+
+    root = tmp_path / "imdb"
+    make_imdb_tree(root)
+    (root / "aclImdb/test/pos/900_9.txt").write_text("zyzzyva marvellous qwxqwx", encoding="utf-8")
+    (root / "aclImdb/train/neg/900_2.txt").write_text("a dismal movie", encoding="utf-8")  # 'dismal' once
+    vec = tmp_path / "vecs.txt"
+    known = {"zyzzyva": 0.5, "dismal": -0.25, "movie": 0.125}
+    vec.write_text("".join(f"{w} " + " ".join([str(v)] * 8) + "\n" for w, v in known.items()), encoding="utf-8")
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}",
+            "model.embedding_dim=8", "model.hidden_size=8", f"model.vectors={vec}", "model.extend_vocab=true",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "threads=1", "data.tokenizer_workers=1"])
+    metrics = train(cfg)
+    assert metrics["vocab_extended_by"] == 2  # zyzzyva (test only) and dismal (below min_freq 2)
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    vocab = ckpt["seqlab"]["metadata"]["vocab"]
+    assert vocab[-2:] == sorted(["zyzzyva", "dismal"], key=vocab.index) and "qwxqwx" not in vocab
+    emb = ckpt["state_dict"]["net.encoder.embedding.weight"]
+    assert torch.equal(emb[vocab.index("zyzzyva")], torch.full((8,), known["zyzzyva"]))  # exactly the vector
+    dismal = emb[vocab.index("dismal")]
+    assert not torch.equal(dismal, torch.full((8,), known["dismal"]))  # trained from its vector...
+    torch.testing.assert_close(dismal, torch.full((8,), known["dismal"]), atol=0.05, rtol=0)  # ...a few steps
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["vocab_extended_by"] == 2

@@ -103,6 +103,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.task_name = task or self.default_task
         self.task_class = get_task(self.task_name)
         self.given = metadata  # encode with this vocabulary and these labels (a checkpoint's) instead of building
+        self.extra_words: set[str] = set()  # word forms kept beyond the training vocabulary (extend_vocabulary)
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
         self.chars: list[str] | None = None
@@ -205,14 +206,43 @@ class SequenceDataModule(pl.LightningDataModule):
                             "checkpoint's (%d of its %d words do not occur in this data), so metrics can differ from "
                             "the training run's.", missing, len(self.given.vocab))
             return table
-        self.vocab = self._built_vocab(full_itos, counts)
-        kept = select_by_counts(counts, self.max_size, self.min_freq)
+        kept = self._kept_ids(full_itos, counts)
+        self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
         table[kept] = torch.arange(2, 2 + len(kept))
         return table
 
-    def _built_vocab(self, full_itos: list[str], counts: torch.Tensor) -> Vocab:
+    def _kept_ids(self, full_itos: list[str], counts: torch.Tensor) -> torch.Tensor:
+        """Full ids kept in the vocabulary: the training words by `min_freq` / `max_size`, then (after
+        `extend_vocabulary`) the other word forms of the data that are in the given word set, in full-id order."""
         kept = select_by_counts(counts, self.max_size, self.min_freq)
-        return Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
+        if self.extra_words:
+            taken = torch.zeros(len(full_itos), dtype=torch.bool)
+            taken[kept] = True
+            extra = [i for i in range(2, len(full_itos)) if not taken[i] and full_itos[i] in self.extra_words]
+            kept = torch.cat([kept, torch.tensor(extra, dtype=torch.int64)])
+        return kept
+
+    def _built_vocab(self, full_itos: list[str], counts: torch.Tensor) -> Vocab:
+        return Vocab([PAD, UNK, *(full_itos[i] for i in self._kept_ids(full_itos, counts).tolist())])
+
+    def corpus_words(self) -> list[str]:
+        """Every word form of the corpus (all splits; after `setup`), kept in the vocabulary or not."""
+        if self.vocab is None:
+            self.setup()
+        return list(self.full_itos[2:])
+
+    def extend_vocabulary(self, words: set[str]) -> int:
+        """Keep also the corpus's word forms that are in `words` (e.g. those pretrained vectors know), though
+        training did not keep them (rare, or only in validation / test data); returns how many were added.
+        Rows of words absent from the training portion never receive a gradient, so they keep their initial
+        (pretrained) values; rare training words train like the others."""
+        if self.given is not None:
+            raise ConfigError("A datamodule that encodes with a checkpoint's vocabulary cannot extend it.")
+        before = len(self.vocab) if self.vocab is not None else None
+        self.extra_words = set(words)
+        self.datasets, self.vocab = {}, None
+        self.setup()
+        return len(self.vocab) - (before or len(self.vocab))
 
     def _label_names(self, names: list[str]) -> tuple[list[str], torch.Tensor | None]:
         """(label names, corpus label id -> model label id table or None). A checkpoint's labels keep their ids;
@@ -278,8 +308,12 @@ def _take(labels: torch.Tensor | Ragged, index: torch.Tensor):
 
 
 def _relabel(labels: torch.Tensor | Ragged, table: torch.Tensor):
-    """Label ids through `table`, UNSEEN_LABEL kept."""
-    ext = torch.cat([table, torch.tensor([UNSEEN_LABEL])])  # index -1 -> the appended UNSEEN_LABEL
+    """Label ids through `table`; negative ids (UNSEEN_LABEL and a task's other codes for labels training lacks)
+    kept as they are."""
+    def through(ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        return torch.where(ids < 0, ids, table[ids.clamp(min=0)])
+
     if isinstance(labels, Ragged):
-        return Ragged(ext[labels.values.long()].to(torch.int32), labels.offsets)
-    return ext[labels]
+        return Ragged(through(labels.values).to(torch.int32), labels.offsets)
+    return through(labels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 
 from seqlab.atomic import atomic_open, atomic_write_text  # noqa: F401  (re-exported)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 1  # of fingerprint(); each cache's builder adds its own code version
+log = logging.getLogger(__name__)
 
 
 def fingerprint(spec: dict[str, Any]) -> str:
@@ -46,12 +48,15 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def load(path: Path) -> Any | None:
-    """The cached object, or None when absent or unreadable (an unreadable cache is rebuilt, not trusted)."""
+    """The cached object, or None when absent or unreadable. An unreadable cache (truncated, corrupt, written by
+    something else) is rebuilt by the caller, not trusted; a warning says why."""
     if not path.is_file():
         return None
     try:
         return torch.load(path, weights_only=True)
-    except Exception:
+    except Exception as e:  # torch.load raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        reason = " ".join(str(e).split())[:200] or "no message"
+        log.warning("Cache %s is unreadable (%s: %s); rebuilding it.", path, type(e).__name__, reason)
         return None
 
 

@@ -170,13 +170,28 @@ _CORRUPT_ERRORS = (tarfile.ReadError, EOFError, zlib.error, lzma.LZMAError, gzip
 _READ_ERRORS = (*_CORRUPT_ERRORS, OSError)
 
 
+def _publish(tmp: Path, dest_dir: Path) -> None:
+    """Rename the complete extraction `tmp` to `dest_dir`, readable like a directory made with mkdir."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700)
+    try:
+        os.rename(tmp, dest_dir)
+    except OSError:
+        if not dest_dir.is_dir():
+            raise
+        log.info("%s was extracted by another process meanwhile; keeping it", dest_dir)
+
+
 def safe_extract(archive: Path, dest_dir: Path) -> None:
     """Validate every member of the tar ``archive`` and then extract it into ``dest_dir`` atomically.
 
     The archive is refused (:class:`DataError` naming the member) if any member has an absolute path, escapes
     ``dest_dir`` via ``..``, is a symlink/hardlink pointing outside it, or is a device/FIFO. Extraction goes into a
-    hidden temp dir inside ``dest_dir`` whose top-level entries are then moved into place; the temp dir is always
-    removed, so a failure never leaves a half-extracted tree.
+    hidden temp dir (beside ``dest_dir`` when it does not exist yet, else inside it); on success a new ``dest_dir`` is
+    that temp dir renamed, an existing one receives its top-level entries. The temp dir is always removed, so a
+    failure leaves nothing behind: no half-extracted tree, and no ``dest_dir`` that was not there before. A
+    ``dest_dir`` that appears meanwhile (another process extracting the same archive, renamed whole) is kept.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     if not archive.is_file():
@@ -202,8 +217,9 @@ def safe_extract(archive: Path, dest_dir: Path) -> None:
                     f"Refusing to extract {archive}: member '{m.name}' {why}; the archive is unsafe, "
                     "delete it and obtain a trusted copy."
                 )
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".extract-"))
+        fresh = not dest_dir.exists()
+        (dest_dir.parent if fresh else dest_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest_dir.parent if fresh else dest_dir, prefix=".extract-"))
         try:
             kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             bar = tqdm(members, desc=f"extracting {archive.name}", unit="file", disable=None, leave=False)
@@ -224,6 +240,9 @@ def safe_extract(archive: Path, dest_dir: Path) -> None:
                 ) from exc
             finally:
                 bar.close()
+            if fresh:
+                _publish(tmp, dest_dir)
+                return
             entries = sorted(os.listdir(tmp))
             clash = [e for e in entries if os.path.lexists(dest_dir / e)]
             if clash:

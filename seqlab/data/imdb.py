@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_CHECKSUM = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 LABELS = ["neg", "pos"]
-CORPUS_VERSION = 2  # bump when what _build_corpus stores changes (2: seqlab.data.text.classification_corpus)
+CORPUS_VERSION = 3  # bump when _build_corpus changes what it stores: cached corpora of other versions are not reused
 SUBDIRS = [f"{split}/{label}" for split in ("train", "test") for label in LABELS]
 
 
@@ -75,9 +76,9 @@ class IMDBDataModule(SequenceDataModule):
         target = self.cache_dir / f"imdb-extracted-{cache.fingerprint(cache.file_signature(path))}"
         if not _is_tree(target / "aclImdb"):
             log.info("Extracting %s to %s", path, target)
-            target.mkdir(parents=True, exist_ok=True)
-            safe_extract(path, target)
+            safe_extract(path, target)  # into a temp dir renamed to `target` when complete: a failure leaves nothing
         if not _is_tree(target / "aclImdb"):
+            shutil.rmtree(target)  # not the IMDB layout: nothing to keep in the cache
             raise DataError(f"{path} does not contain the aclImdb/{{train,test}}/{{neg,pos}}/ folders of the IMDB "
                             "dataset; use the official aclImdb_v1.tar.gz.")
         return target / "aclImdb"

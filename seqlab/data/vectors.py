@@ -33,7 +33,7 @@ from seqlab.data.download import download
 from seqlab.data.vocab import PAD, UNK
 from seqlab.errors import ConfigError, DataError
 
-__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors"]
+__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors", "words_with_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ GLOVE_6B_URL = "https://nlp.stanford.edu/data/glove.6B.zip"
 # torchtext/experimental/vectors.py; the same digest is pinned by Keras `get_file` examples and other projects.
 GLOVE_6B_CHECKSUM = "sha256:617afb2fe6cbd085c235baf7a465b96f4112bd7f7ccb2b2cbd649fed9cbcf2fb"
 KNOWN_VECTORS = {f"glove.6B.{d}d": (f"glove.6B.{d}d.txt", d) for d in (50, 100, 200, 300)}
+MATRIX_VERSION = 1  # bump when _match changes the matrix it caches: cached matrices of other versions are not reused
 _HELP = "give a path to a GloVe/word2vec text file (.txt, .gz or .zip:member) or one of " + ", ".join(KNOWN_VECTORS)
 
 
@@ -215,6 +216,14 @@ def _match(itos: list[str], spec: Path, dim: int, seed: int) -> dict:
     return {"matrix": matrix.contiguous(), "found": found, "std": std, "stats": stats}
 
 
+def words_with_vectors(words: list[str], spec: str, cache_dir: Path) -> set[str]:
+    """The `words` that the vectors file has a vector for, by `_match`'s rule (exact, then case-insensitive)."""
+    resolved = resolve_vectors(str(spec).strip(), Path(cache_dir))
+    found, _ = read_vectors(resolved, set(words) | {w.lower() for w in words})
+    known = set(found) | {w.lower() for w in found}
+    return {w for w in words if w in known or w.lower() in known}
+
+
 def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path, *, seed: int = 0,
                            train_counts: dict[str, int] | None = None) -> tuple[torch.Tensor, dict]:
     """Embedding matrix (len(itos), dim) float32 for a vocabulary, from pretrained vectors, and coverage stats.
@@ -239,8 +248,8 @@ def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path
     cache_dir = Path(cache_dir)
     resolved = resolve_vectors(spec, cache_dir)
     archive, member = _split_zip(resolved)
-    key = cache.fingerprint({"kind": "vectors-matrix", "file": cache.file_signature(archive), "member": member,
-                             "itos": _itos_hash(itos), "dim": dim, "seed": seed})
+    key = cache.fingerprint({"kind": "vectors-matrix", "version": MATRIX_VERSION, "file": cache.file_signature(archive),
+                             "member": member, "itos": _itos_hash(itos), "dim": dim, "seed": seed})
     path = cache_dir / "vectors" / f"matrix-{key}.pt"
     saved = cache.load(path)
     if saved is None or tuple(saved["matrix"].shape) != (len(itos), dim):

@@ -132,3 +132,58 @@ def confusion_matrix_figure(names: list[str], confmat: torch.Tensor, top_k: int 
         fig.get_layout_engine().set(rect=(0, room, 1, 1 - room))
     ax.set_title(f"{title}\ncolour: share of the true class", fontsize=8, linespacing=1.3)
     return fig
+
+
+def _prf(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall, F1 from span counts, 0 where undefined (as seqlab.tasks.span_metrics)."""
+    tp, fp, fn = tp.double(), fp.double(), fn.double()
+    p, r = tp / (tp + fp).clamp(min=1), tp / (tp + fn).clamp(min=1)
+    return p, r, torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(p))
+
+
+def per_type_f1_figure(types: list[str], tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor):
+    """Grouped bars of precision, recall and F1 per entity type (most gold spans first), x labels with the type's
+    number of gold spans; drawn WIDTH wide like the other test figures."""
+    p, r, f1 = _prf(tp, fp, fn)
+    gold = tp + fn
+    order = torch.argsort(gold, descending=True, stable=True).tolist()
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.9), layout="constrained")
+    width = 0.27
+    for k, (name, values, color) in enumerate((("precision", p, "tab:blue"), ("recall", r, "tab:orange"),
+                                               ("F1", f1, "tab:green"))):
+        ax.bar([i + (k - 1) * width for i in range(len(order))], [float(values[i]) for i in order], width,
+               label=name, color=color)
+    ax.set_xticks(range(len(order)), [f"{types[i]}\n{int(gold[i]):,}" for i in order], fontsize=7,
+                  rotation=90 if len(order) > 8 else 0)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score", fontsize=7)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=7, frameon=False)  # never over a bar
+    ax.set_title("Test precision / recall / F1 per entity type\n(gold spans under the type)", fontsize=8)
+    return fig
+
+
+def per_type_table(types: list[str], tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> str:
+    """Markdown table per entity type: gold and predicted spans, correct, precision, recall, F1."""
+    p, r, f1 = _prf(tp, fp, fn)
+    rows = ["| type | gold | predicted | correct | precision | recall | F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for i in torch.argsort(tp + fn, descending=True, stable=True).tolist():
+        rows.append(f"| {types[i]} | {int(tp[i] + fn[i])} | {int(tp[i] + fp[i])} | {int(tp[i])} | "
+                    f"{float(p[i]):.4f} | {float(r[i]):.4f} | {float(f1[i]):.4f} |")
+    return "\n".join(rows)
+
+
+SPAN_ERRORS = {  # the error kinds of seqlab.tasks.span_metrics, as the table explains them
+    "missed": "gold span that no predicted span overlaps",
+    "spurious": "predicted span that overlaps no gold span",
+    "wrong_type": "predicted span with a gold span's boundaries but another type",
+    "wrong_boundary": "predicted span that overlaps a gold span without matching its boundaries",
+}
+
+
+def span_error_table(errors: dict[str, int], gold: int, predicted: int) -> str:
+    """Markdown table of the span errors (missed, spurious, wrong type, wrong boundary) with the span totals."""
+    rows = ["| error | spans | what |", "|---|---:|---|"]
+    rows += [f"| {k.replace('_', ' ')} | {int(errors[k])} | {what} |" for k, what in SPAN_ERRORS.items()]
+    rows += [f"| (gold spans) | {gold} | |", f"| (predicted spans) | {predicted} | |"]
+    return "\n".join(rows)

@@ -46,7 +46,7 @@ class SeqModel(pl.LightningModule):
     """A SeqNet trained with the task's loss; metrics per split from the task's evaluators."""
 
     def __init__(self, metadata: Metadata | dict, optimizer: dict[str, Any] | None = None,
-                 scheduler: dict[str, Any] | None = None, vectors: str | None = None,
+                 scheduler: dict[str, Any] | None = None, vectors: str | None = None, extend_vocab: bool = False,
                  monitor: tuple[str, str] | list[str] | None = None, **net_options: Any):
         super().__init__()
         # Hydra hands nested values over as DictConfig; checkpoints keep plain types (weights_only=True loads them).
@@ -69,6 +69,31 @@ class SeqModel(pl.LightningModule):
         self.monitor_name, self.monitor_mode = tuple(monitor) if monitor else monitored(self.task)
         self.evaluators = nn.ModuleDict({s: self.task.evaluator(s) for s in ("val", "test")})
         self.train_acc = MeanMetric()  # running accuracy of the decoded training batches (progress bar, epoch line)
+
+    @classmethod
+    def check_config(cls, args: dict[str, Any]) -> None:
+        """The model.* keys, their types and the architecture's ranges, before any data is prepared (the network's
+        keys are SeqNet's arguments; the training keys are this class's)."""
+        import difflib
+        import inspect
+
+        from seqlab.arguments import check_arguments
+        from seqlab.models.net import TRAINING_KEYS, check_architecture
+
+        net_params = [p for p in inspect.signature(SeqNet).parameters if p != "metadata"]
+        accepted = [*net_params, *TRAINING_KEYS]
+        for key in args:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise ConfigError(f"model.{key} is not an argument of SeqModel; {hint}accepted: {', '.join(accepted)}.")
+        if args.get("extend_vocab") and not args.get("vectors"):
+            raise ConfigError("model.extend_vocab=true keeps the words pretrained vectors know; set model.vectors too.")
+        net_args = {k: v for k, v in args.items() if k not in TRAINING_KEYS}
+        check_arguments("model", SeqNet, net_args, provided=("metadata",))
+        defaults = {k: p.default for k, p in inspect.signature(SeqNet).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        check_architecture({**defaults, **net_args})
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs: Any) -> SeqModel:

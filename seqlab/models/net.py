@@ -14,10 +14,10 @@ from torch import nn
 from seqlab.errors import ConfigError
 from seqlab.metadata import Metadata
 from seqlab.models.chars import CHAR_ENCODERS
-from seqlab.models.encoder import BACKENDS, PATHS, LSTMEncoder
+from seqlab.models.encoder import BACKENDS, CELLS, PATHS, LSTMEncoder
 
 # model-config keys that are about training, not the network (SeqModel takes them; SeqNet never sees them)
-TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "monitor")
+TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "extend_vocab", "monitor")
 
 
 def check_architecture(cfg: dict[str, Any]) -> None:
@@ -29,10 +29,11 @@ def check_architecture(cfg: dict[str, Any]) -> None:
     if isinstance(cfg["dropout"], bool) or not isinstance(cfg["dropout"], (int, float)) \
             or not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg['dropout']!r}.")
-    for key, allowed in (("backend", tuple(BACKENDS)), ("path", PATHS), ("char_encoder", (None, *CHAR_ENCODERS))):
+    for key, allowed in (("backend", tuple(BACKENDS)), ("cell", tuple(CELLS)), ("path", PATHS),
+                         ("char_encoder", (None, *CHAR_ENCODERS))):
         if cfg[key] not in allowed:
             raise ConfigError(f"model.{key} must be one of {', '.join(map(str, allowed))}; got {cfg[key]!r}.")
-    for key in ("bidirectional", "freeze_embeddings"):
+    for key in ("bidirectional", "freeze_embeddings", "crf_constraints"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"model.{key} must be true or false, got {cfg[key]!r}.")
 
@@ -46,7 +47,8 @@ class SeqNet(nn.Module):
     def __init__(self, metadata: Metadata, embedding_dim: int = 100, hidden_size: int = 128, num_layers: int = 1,
                  bidirectional: bool = True, dropout: float = 0.5, backend: str = "torch", path: str = "auto",
                  freeze_embeddings: bool = False, char_encoder: str | None = None, char_dim: int = 30,
-                 char_hidden: int = 50, head: str = "linear", pooling: str = "last"):
+                 char_hidden: int = 50, head: str = "linear", pooling: str = "last", crf_constraints: bool = True,
+                 tag_scheme: str | None = None, cell: str = "lstm"):
         super().__init__()
         check_architecture(locals())
         self.metadata = metadata
@@ -56,13 +58,15 @@ class SeqNet(nn.Module):
             if metadata.num_chars is None:
                 raise ConfigError(f"model.char_encoder={char_encoder} needs the characters of each word, which the "
                                   f"{metadata.task} task's data does not provide; set model.char_encoder=null.")
-            chars = CHAR_ENCODERS[char_encoder](metadata.num_chars, char_dim, char_hidden)
+            chars = CHAR_ENCODERS[char_encoder](metadata.num_chars, char_dim, char_hidden, backend, cell)
         self.encoder = LSTMEncoder(metadata.vocab_size, metadata.pad_index, embedding_dim, hidden_size, num_layers,
-                                   bidirectional, dropout, backend, path, chars)
+                                   bidirectional, dropout, backend, path, chars, cell=cell)
         # Pretrained vectors are copied in by train(), which has them; checkpoints carry the weights.
         self.encoder.embedding.weight.requires_grad_(not freeze_embeddings)
-        # Head settings go to the task, which uses those that apply to it (pooling: classification).
-        self.head = self.task.build_head(self.encoder.output_size, dropout, head=head, pooling=pooling)
+        # Head settings go to the task, which uses those that apply to it (pooling: classification; crf_constraints:
+        # tagging; tag_scheme: span tasks, whose labels the datamodule already wrote in it, checked there).
+        self.head = self.task.build_head(self.encoder.output_size, dropout, head=head, pooling=pooling,
+                                         crf_constraints=crf_constraints, tag_scheme=tag_scheme)
 
     @classmethod
     def from_hparams(cls, metadata: Metadata, hparams: dict[str, Any]) -> SeqNet:

@@ -1,7 +1,8 @@
-"""The LSTM cell: the gate maths of one time step, as a function and as a drop-in for ``torch.nn.LSTMCell``.
+"""One time step of each cell (LSTM, GRU) as functions, and drop-ins for ``torch.nn.LSTMCell`` / ``GRUCell``.
 
-Gate order and parameter layout follow ``torch/nn/modules/rnn.py`` so weights interchange with torch:
-the four gates are stacked in the order input, forget, cell (candidate), output along dim 0 of the weights.
+Gate order and parameter layout follow ``torch/nn/modules/rnn.py`` so weights interchange with torch: the gates are
+stacked along dim 0 of the weights, LSTM in the order input, forget, cell (candidate), output; GRU in the order
+reset, update, new. Option checks and error messages are torch's own, word for word.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -21,12 +23,7 @@ def lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         c' = f ⊙ c + i ⊙ g
         h' = o ⊙ tanh(c')
 
-    Args:
-        gates: (N, 4H) pre-activations.
-        c: (N, H) previous cell state.
-
-    Returns:
-        (h', c'), each (N, H).
+    gates (N, 4H), c (N, H) -> (h', c'), each (N, H).
     """
     i, f, g, o = gates.chunk(4, dim=-1)
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -34,36 +31,110 @@ def lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return h_new, c_new
 
 
-def lstm_cell(
-    x: Tensor,
-    h: Tensor,
-    c: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None = None,
-    b_hh: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """One LSTM step on a batch: x (N, H_in), h and c (N, H) -> (h', c'), each (N, H).
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tensor]:
+    """One LSTM step: x (N, H_in), h and c (N, H); w_ih (4H, H_in), w_hh (4H, H), biases (4H,) or None
+    -> (h', c'), each (N, H). See :func:`lstm_pointwise` for the maths."""
+    return lstm_pointwise(F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh), c)
 
-    w_ih is (4H, H_in), w_hh is (4H, H), biases (4H,) or None; see :func:`lstm_pointwise` for the maths.
+
+def gru_pointwise(xg: Tensor, hg: Tensor, h: Tensor) -> Tensor:
+    """The element-wise half of a GRU step, given both projections (each split in order r, z, n)::
+
+        xg = x W_ihᵀ + b_ih        hg = h W_hhᵀ + b_hh
+        r = σ(xg_r + hg_r)    z = σ(xg_z + hg_z)    n = tanh(xg_n + r ⊙ hg_n)
+        h' = (1 − z) ⊙ n + z ⊙ h
+
+    b_hn sits inside the reset gate's product, as torch computes it. xg, hg (N, 3H), h (N, H) -> h' (N, H).
     """
-    gates = x @ w_ih.t() + h @ w_hh.t()
-    if b_ih is not None:
-        gates = gates + b_ih
-    if b_hh is not None:
-        gates = gates + b_hh
-    return lstm_pointwise(gates, c)
+    x_r, x_z, x_n = xg.chunk(3, dim=-1)
+    h_r, h_z, h_n = hg.chunk(3, dim=-1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return n + z * (h - n)
 
 
-def check_positive_int(name: str, value: object) -> None:
-    """Raise TypeError/ValueError naming ``name`` unless ``value`` is an int > 0 (as torch's RNN modules do)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
+    """One GRU step: x (N, H_in), h (N, H); w_ih (3H, H_in), w_hh (3H, H), biases (3H,) or None -> h' (N, H)."""
+    return gru_pointwise(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh), h)
+
+
+def check_type(name: str, value: object, kind: type) -> None:
+    """TypeError unless ``value`` is a ``kind`` (torch's check and message: ``bias=0`` is not a bool)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} should be of type {kind.__name__}, got: {type(value).__name__}")
+
+
+def check_size(name: str, value: object) -> None:
+    """torch's checks of input_size / hidden_size: an int (TypeError), greater than zero (ValueError)."""
+    check_type(name, value, int)
     if value <= 0:
-        raise ValueError(f"{name} must be greater than zero, got {value}")
+        raise ValueError(f"{name} must be greater than zero")
 
 
-class LSTMCell(nn.Module):
+class _CellBase(nn.Module):
+    """Parameters, init and input checks shared by the cells; ``gates`` chunks of H rows per weight."""
+
+    gates: int
+    name: str
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        check_size("input_size", input_size)
+        check_size("hidden_size", hidden_size)  # bias is not checked: torch's cells take any truthy value
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        factory = {"device": device, "dtype": dtype}
+        G = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(G, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(G, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(G, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every parameter ~ uniform(-1/√H, 1/√H), drawn in registration order exactly as torch's cells."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def _prepare(self, input: Tensor, hx: tuple[Tensor, ...] | None, hx_name) -> tuple[Tensor, tuple, bool]:
+        """Checks as torch's forward and ATen's cell kernels, in their order; unbatched input becomes a batch of 1.
+
+        hx_name(i) names state i in the dimension error ("hidden" for GRU, "hx[i]" for LSTM).
+        Returns (input (N, H_in), states each (N, H), batched).
+        """
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{self.name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        for i, state in enumerate(hx or ()):
+            if state.dim() not in (1, 2):
+                raise ValueError(f"{self.name}: Expected {hx_name(i)} to be 1D or 2D, got {state.dim()}D instead")
+        batched = input.dim() == 2
+        if not batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            hx = (input.new_zeros(input.size(0), self.hidden_size),) * (2 if self.gates == 4 else 1)
+        elif not batched:
+            hx = tuple(state.unsqueeze(0) for state in hx)
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
+        for i, state in enumerate(hx):
+            if input.size(0) != state.size(0):
+                raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden{i} batch size "
+                                   f"{state.size(0)}")
+            if state.size(1) != self.hidden_size:
+                raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {state.size(1)}, expected "
+                                   f"{self.hidden_size}")
+        return input, hx, batched
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class LSTMCell(_CellBase):
     r"""A long short-term memory cell, a drop-in for ``torch.nn.LSTMCell``.
 
     .. math::
@@ -76,72 +147,42 @@ class LSTMCell(nn.Module):
         h' = o \odot \tanh(c') \\
         \end{array}
 
-    Args:
-        input_size: H_in, features of the input x.
-        hidden_size: H, features of the hidden state h.
-        bias: if False, the cell has no ``bias_ih`` / ``bias_hh``.
+    Shapes: input (N, H_in) or unbatched (H_in); hx optional (h_0, c_0), each (N, H) or (H), zeros if omitted;
+    returns (h', c') of the input's batchedness.
 
-    Shapes:
-        input: (N, H_in) or unbatched (H_in).
-        hx: optional tuple (h_0, c_0), each (N, H) or unbatched (H); zeros if omitted.
-        returns: (h', c'), each (N, H) or unbatched (H).
-
-    Parameters (all initialised uniform(-1/√H, 1/√H), as torch):
-        weight_ih: (4H, H_in), rows are [W_ii | W_if | W_ig | W_io].
-        weight_hh: (4H, H), rows are [W_hi | W_hf | W_hg | W_ho].
-        bias_ih, bias_hh: (4H,).
+    Parameters (uniform(-1/√H, 1/√H), as torch): weight_ih (4H, H_in) rows [W_ii | W_if | W_ig | W_io],
+    weight_hh (4H, H), bias_ih and bias_hh (4H,) unless bias=False.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
-        super().__init__()
-        check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
-        factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Every parameter ~ uniform(-1/√H, 1/√H), exactly as torch.nn.LSTMCell."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+    gates, name = 4, "LSTMCell"
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        """input (N, H_in) or (H_in); hx = (h, c) each (N, H) or (H) -> (h', c') of the same batchedness."""
-        if input.dim() not in (1, 2):
-            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(f"LSTMCell: input has {input.size(-1)} features but input_size is {self.input_size}")
-        batched = input.dim() == 2
-        if not batched:
-            input = input.unsqueeze(0)
-        if hx is None:
-            zeros = input.new_zeros(input.size(0), self.hidden_size)
-            h, c = zeros, zeros
-        else:
-            h, c = hx
-            want = 2 if batched else 1
-            if h.dim() != want or c.dim() != want:
-                raise ValueError(
-                    f"LSTMCell: for {want}-D input, hx and cx should also be {want}-D "
-                    f"but got ({h.dim()}-D, {c.dim()}-D) tensors"
-                )
-            if not batched:
-                h, c = h.unsqueeze(0), c.unsqueeze(0)
+        input, (h, c), batched = self._prepare(input, hx, lambda i: f"hx[{i}]")
         h, c = lstm_cell(input, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        if not batched:
-            h, c = h.squeeze(0), c.squeeze(0)
-        return h, c
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+class GRUCell(_CellBase):
+    r"""A gated recurrent unit cell, a drop-in for ``torch.nn.GRUCell``.
+
+    .. math::
+        \begin{array}{ll}
+        r = \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}) \\
+        z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}) \\
+        n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})) \\
+        h' = (1 - z) \odot n + z \odot h
+        \end{array}
+
+    Shapes: input (N, H_in) or unbatched (H_in); hx optional (N, H) or (H), zeros if omitted; returns h' of the
+    input's batchedness.
+
+    Parameters (uniform(-1/√H, 1/√H), as torch): weight_ih (3H, H_in) rows [W_ir | W_iz | W_in], weight_hh (3H, H),
+    bias_ih and bias_hh (3H,) unless bias=False.
+    """
+
+    gates, name = 3, "GRUCell"
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        input, (h,), batched = self._prepare(input, None if hx is None else (hx,), lambda i: "hidden")
+        h = gru_cell(input, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return h if batched else h.squeeze(0)

@@ -1,121 +1,148 @@
-"""Running the LSTM cell over time: one direction, a reverse direction, bidirectional, and a stack of layers.
+"""Any cell over time: one direction, both directions, a stack of layers — written once for every cell kind.
 
-Shapes: T time steps, N batch, H hidden size, D directions. Everything is time-major, (T, N, features).
+The layering of PyTorch's ``benchmarks/fastrnns/custom_lstms.py``: cell -> layer over time (also reversed) ->
+bidirectional -> stack with dropout between layers. A cell kind is a :class:`Recurrence` (LSTM: seqlab.nn.lstm,
+GRU: seqlab.nn.gru); it projects the input of all steps at once, takes one step, and offers a fused kernel.
+Directions, stacking, variable lengths and the choice of kernel live here, so a new cell (say a layer-normalised
+LSTM) is one Recurrence plus its fused kernel.
 
-Two interchangeable implementations of one direction's time loop, checked against each other and torch.nn.LSTM:
+Shapes: T time steps, N batch, D directions, everything time-major (T, N, features). A state is a tuple of tensors
+(LSTM (h, c), GRU (h,)); ``state[0]`` is the output h. Variable lengths come as ``batch_sizes`` (PackedSequence's,
+sequences sorted longest first): at time t only the first ``batch_sizes[t]`` sequences run, the others carry their
+state, so each sequence's final state is the one after its own last real step. Running the loop backwards in time
+gives the reverse direction, each sequence starting at its own last real token, without reversing any data.
 
-* fused (default): :func:`seqlab.nn.fused.fused_direction`, one autograd node per direction with a hand-derived
-  backward (see that module for why it is fast). First-order gradients only.
-* eager: the plain autograd loop over ``lstm_pointwise`` below (any autograd feature works, e.g. double backward).
+Two interchangeable time loops per direction, checked against each other and torch:
 
-Variable lengths come as ``batch_sizes`` (PackedSequence's, sequences sorted longest first): at time t only the
-first ``batch_sizes[t]`` sequences are still running; the others keep their state, so each sequence's final state
-is its state after its own last real step. Running the loop backwards in time gives the reverse direction with
-every sequence starting at its own last real token, without reversing any data.
+* fused (default): the cell's hand-differentiated kernel, one autograd node per direction; its backward turns into
+  autograd of the eager loop when the gradient itself must be differentiable (double backward) or batched (vmap);
+* eager: the plain autograd loop :func:`eager_direction`, also taken under ``torch.func`` transforms and
+  forward-mode AD, which the fused node does not implement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd import forward_ad
 
-from seqlab.nn.cell import lstm_pointwise
-from seqlab.nn.fused import fused_direction
-
-LayerWeights = Sequence[Sequence[Tensor | None]]  # per direction: (w_ih, w_hh, b_ih, b_hh)
+State = tuple[Tensor, ...]
+Weights = dict[str, Tensor | None]  # one direction's parameters by kind: weight_ih, weight_hh, bias_ih, ...
 
 
-def _eager_recurrence(xw, w_hh, h0, c0, batch_sizes, reverse):
-    """The time loop as plain autograd over :func:`lstm_pointwise`.
+class Recurrence:
+    """A cell kind as the layer stack sees it. Subclasses set ``gates`` and ``num_states`` and implement the rest.
 
-    xw (T, N, 4H) = x W_ihᵀ + b_ih + b_hh for all steps; w_hh (4H, H); h0, c0 (N, H)
-    -> (out (T, N, H), h_n (N, H), c_n (N, H)), with the same batch_sizes / reverse semantics as the fused path.
+    ``prepare`` turns one direction's parameters (a :data:`Weights` dict) into what ``project``, ``step`` and
+    ``fused`` take, once per forward (e.g. the LSTM adds its two biases).
     """
-    steps = xw.unbind(0)  # never xw[t] in the loop: each slice's backward would materialise a full-size zero grad
-    T, N = xw.shape[:2]
-    w_t = w_hh.t()
-    h, c = h0, c0
-    outs: list[Tensor] = [h0] * T
+
+    gates: int  # chunks of hidden_size rows in weight_ih / weight_hh (LSTM 4, GRU 3)
+    num_states: int  # tensors in the state (LSTM 2, GRU 1)
+
+    def state_sizes(self, hidden_size: int, proj_size: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def prepare(self, weights: Weights) -> tuple:
+        raise NotImplementedError
+
+    def project(self, x: Tensor, prepared: tuple) -> Tensor:
+        """Input projection of all steps: x (T, N, H_in) -> (T, N, G)."""
+        raise NotImplementedError
+
+    def step(self, xw: Tensor, state: State, prepared: tuple) -> State:
+        """One step of n sequences: xw (n, G), state tensors (n, S) -> new state."""
+        raise NotImplementedError
+
+    def fused(self, x: Tensor, prepared: tuple, state: State, batch_sizes, reverse: bool) -> tuple[Tensor, State]:
+        """The fast kernel, with the results of :func:`eager_direction`."""
+        raise NotImplementedError
+
+
+def eager_direction(rec: Recurrence, x: Tensor, prepared: tuple, state: State,
+                    batch_sizes: Sequence[int] | None = None, reverse: bool = False) -> tuple[Tensor, State]:
+    """One direction as plain autograd: x (T, N, H_in), state tensors (N, S) -> (out (T, N, S_0), final state)."""
+    steps = rec.project(x, prepared).unbind(0)  # never xw[t] in the loop: each slice's backward is a full-size zero
+    T, N = x.shape[:2]
+    outs: list[Tensor] = [state[0]] * T
     for t in range(T - 1, -1, -1) if reverse else range(T):
         n = N if batch_sizes is None else batch_sizes[t]
         if n == N:
-            h, c = lstm_pointwise(torch.addmm(steps[t], h, w_t), c)
+            state = rec.step(steps[t], state, prepared)
         else:  # finished sequences carry their state unchanged
-            h_run, c_run = lstm_pointwise(torch.addmm(steps[t][:n], h[:n], w_t), c[:n])
-            h, c = torch.cat([h_run, h[n:]]), torch.cat([c_run, c[n:]])
-        outs[t] = h
-    return torch.stack(outs), h, c
+            new = rec.step(steps[t][:n], tuple(s[:n] for s in state), prepared)
+            state = tuple(torch.cat([a, s[n:]]) for a, s in zip(new, state))
+        outs[t] = state[0]
+    return torch.stack(outs), state
 
 
-def lstm_direction(
-    x: Tensor,
-    weights: Sequence[Tensor | None],
-    h0: Tensor,
-    c0: Tensor,
-    batch_sizes: Sequence[int] | None = None,
-    reverse: bool = False,
-    fused: bool = True,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One direction of one layer: x (T, N, H_in) -> (out (T, N, H), h_n (N, H), c_n (N, H)).
+def transforms_active() -> bool:
+    """True under torch.func transforms (vmap, grad, jacrev, ...) or inside a forward-mode AD level."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
 
-    weights = (w_ih (4H, H_in), w_hh (4H, H), b_ih (4H,) or None, b_hh (4H,) or None). The input projection of
-    all T steps is one matmul; only h W_hhᵀ stays inside the loop. ``reverse`` runs from the last real step of
-    each sequence back to the first and writes out[t] at time t, as torch does.
+
+def run_direction(rec: Recurrence, x: Tensor, prepared: tuple, state: State, batch_sizes=None,
+                  reverse: bool = False, fused: bool = True) -> tuple[Tensor, State]:
+    """One direction of one layer through the fused kernel, or the eager loop when asked or under transforms."""
+    if fused and not transforms_active():
+        return rec.fused(x, prepared, state, batch_sizes, reverse)
+    return eager_direction(rec, x, prepared, state, batch_sizes, reverse)
+
+
+def run_layer(rec: Recurrence, x: Tensor, weights: Sequence[Weights], state: State, batch_sizes=None,
+              fused: bool = True) -> tuple[Tensor, State]:
+    """One layer of D = len(weights) directions (forward, then reverse), outputs concatenated on features.
+
+    x (T, N, H_in); state tensors (D, N, S) -> (out (T, N, D*S_0), final state tensors (D, N, S)).
     """
-    w_ih, w_hh, b_ih, b_hh = weights
-    bias = None if b_ih is None else b_ih + b_hh
-    if fused:
-        return fused_direction(x, w_ih, w_hh, bias, h0, c0, batch_sizes, reverse)
-    T, N, _ = x.shape
-    flat = x.reshape(T * N, -1)
-    xw = flat @ w_ih.t() if bias is None else torch.addmm(bias, flat, w_ih.t())
-    return _eager_recurrence(xw.view(T, N, -1), w_hh, h0, c0, batch_sizes, reverse)
+    results = [run_direction(rec, x, rec.prepare(w), tuple(s[d] for s in state), batch_sizes, d == 1, fused)
+               for d, w in enumerate(weights)]
+    outs = [out for out, _ in results]
+    finals = tuple(torch.stack([final[i] for _, final in results]) for i in range(rec.num_states))
+    return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)), finals
 
 
-def lstm_layer(
-    x: Tensor,
-    weights: LayerWeights,
-    h0: Tensor,
-    c0: Tensor,
-    batch_sizes: Sequence[int] | None = None,
-    fused: bool = True,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer, D = len(weights) directions (forward, then reverse), outputs concatenated on features.
+def run_stack(rec: Recurrence, x: Tensor, layers: Sequence[Sequence[Weights]], state: State, batch_sizes=None,
+              between: Callable[[Tensor, int], Tensor] | None = None, fused: bool = True) -> tuple[Tensor, State]:
+    """Layers on top of each other; ``between(x, k)`` (dropout) runs on layer k's input for k > 0.
 
-    x (T, N, H_in); h0, c0 (D, N, H) -> (out (T, N, D*H), h_n (D, N, H), c_n (D, N, H)).
+    x (T, N, H_in); state tensors (L*D, N, S), row k*D + d for layer k, direction d
+    -> (out (T, N, D*S_0), final state tensors (L*D, N, S)).
     """
-    results = [
-        lstm_direction(x, w, h0[d], c0[d], batch_sizes, reverse=d == 1, fused=fused) for d, w in enumerate(weights)
-    ]
-    outs, hs, cs = zip(*results)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-    return out, torch.stack(hs), torch.stack(cs)
-
-
-def lstm_stack(
-    x: Tensor,
-    layers: Sequence[LayerWeights],
-    h0: Tensor,
-    c0: Tensor,
-    batch_sizes: Sequence[int] | None = None,
-    dropout: float = 0.0,
-    training: bool = False,
-    fused: bool = True,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Layers on top of each other, dropout on each layer's output except the last (as torch.nn.LSTM).
-
-    x (T, N, H_in); h0, c0 (L*D, N, H), row k*D + d for layer k, direction d
-    -> (out (T, N, D*H), h_n (L*D, N, H), c_n (L*D, N, H)).
-    """
-    h_n, c_n = [], []
+    finals: list[State] = []
     for k, weights in enumerate(layers):
-        if k > 0 and dropout > 0.0 and training:
-            x = F.dropout(x, dropout, training=True)
+        if k > 0 and between is not None:
+            x = between(x, k)
         D = len(weights)
-        x, h, c = lstm_layer(x, weights, h0[k * D : (k + 1) * D], c0[k * D : (k + 1) * D], batch_sizes, fused)
-        h_n.append(h)
-        c_n.append(c)
-    return x, torch.cat(h_n), torch.cat(c_n)
+        x, final = run_layer(rec, x, weights, tuple(s[k * D:(k + 1) * D] for s in state), batch_sizes, fused)
+        finals.append(final)
+    return x, tuple(torch.cat([f[i] for f in finals]) for i in range(rec.num_states))
+
+
+def autograd_backward(eager: Callable[..., tuple[Tensor, ...]], inputs: Sequence[Tensor | None],
+                      needs: Sequence[bool], grads: Sequence[Tensor | None]) -> tuple[Tensor | None, ...]:
+    """A fused node's backward as autograd of ``eager`` (same inputs, same outputs) recomputed from the saved inputs.
+
+    Used when the gradient must itself be differentiable (create_graph=True: grad mode is on inside backward only
+    then) or is batched (vmap over the backward): the result is built of differentiable, vmap-able ops.
+    """
+    create_graph = torch.is_grad_enabled()
+    wanted = [i for i, (t, need) in enumerate(zip(inputs, needs)) if need and t is not None]
+    with torch.enable_grad():
+        pairs = [(out, g) for out, g in zip(eager(*inputs), grads) if g is not None]
+    result: list[Tensor | None] = [None] * len(inputs)
+    if wanted and pairs:
+        got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wanted], [g for _, g in pairs],
+                                  create_graph=create_graph, allow_unused=True)
+        for i, g in zip(wanted, got):
+            result[i] = g
+    return tuple(result)
+
+
+def graph_of_gradient(grads: Sequence[Tensor | None]) -> bool:
+    """In a backward: must the gradient be differentiable (create_graph=True) or batched (vmap)?"""
+    functorch = torch._C._functorch  # vmap's batched tensors: torch.func's, and the legacy kind gradcheck uses
+    return torch.is_grad_enabled() or transforms_active() or any(
+        g is not None and (functorch.is_batchedtensor(g) or functorch.is_legacy_batchedtensor(g)) for g in grads)

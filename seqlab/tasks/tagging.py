@@ -10,7 +10,7 @@ from torch import nn
 
 from seqlab.data.collate import pad
 from seqlab.data.vocab import IGNORE_INDEX
-from seqlab.models.heads import TokenHead
+from seqlab.models.heads import CRFHead, TokenHead
 from seqlab.tasks import register_task
 from seqlab.tasks.base import Task
 
@@ -23,17 +23,31 @@ class Tagging(Task):
 
     Tags that occur in validation or test data but never in training are not labels of the model (its shape comes
     from the training data alone): those tokens carry UNSEEN_LABEL and always count as errors.
+
+    Heads: `linear` (softmax per token) or `crf` (linear-chain CRF, seqlab.models.heads.CRFHead). With
+    `model.crf_constraints=true` the CRF forbids the transitions that `transitions()` rules out: none here (POS tags
+    have no scheme, so the setting changes nothing), the tag scheme's for span tasks.
     """
 
     per_token = True
+    heads = ("linear", "crf")
 
     @classmethod
     def collate_labels(cls, labels: Sequence[torch.Tensor]) -> torch.Tensor:
         return pad([torch.as_tensor(y, dtype=torch.int64) for y in labels], IGNORE_INDEX)
 
-    def build_head(self, input_size: int, dropout: float, head: str = "linear", **options: Any) -> nn.Module:
+    def build_head(self, input_size: int, dropout: float, head: str = "linear", crf_constraints: bool = True,
+                   **options: Any) -> nn.Module:
         self.check_head(head)
+        if head == "crf":
+            constraints = self.transitions() if crf_constraints else None
+            return CRFHead(input_size, len(self.labels), dropout, constraints)
         return TokenHead(input_size, len(self.labels), dropout)
+
+    def transitions(self):
+        """Allowed (transitions, first, last) tags for a CRF head (seqlab.tasks.schemes.Transitions), or None when
+        every tag may follow every other (tags without a scheme)."""
+        return None
 
     def evaluator(self, split: str) -> nn.Module:
         from seqlab.tasks.metrics import LabelScores

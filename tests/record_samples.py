@@ -1,4 +1,7 @@
-"""Test aids enabled from the config; nothing here runs in a normal training run."""
+"""A test aid injected through the `callbacks` setting (tests/test_ddp.py), with tests/ on PYTHONPATH:
+
+    PYTHONPATH=tests python scripts/train.py +callbacks.samples._target_=record_samples.RecordSamples ...
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from seqlab.data.cache import atomic_write_text
+from seqlab.atomic import atomic_write_text
 
 
 class RecordSamples(pl.Callback):
-    """`debug_record_samples=true`: each rank writes `<dir>/rank<r>.json`, {epoch: [training sample ids, in order]}.
+    """Each rank writes `<out_dir>/rank<r>.json`, {epoch: [training sample ids, in order]}; `out_dir` defaults to
+    `<run dir>/samples` (the trainer's default_root_dir).
 
     The ids are those the rank's batch sampler yields for the epoch; each batch the model receives is checked to be
     the collated examples at those ids, so only batches actually trained on are recorded (a DDP test checks the
     ranks together see every training example exactly once per epoch).
     """
 
-    def __init__(self, out_dir: str | Path):
-        self.out_dir = Path(out_dir)
+    def __init__(self, out_dir: str | Path | None = None):
+        self.out_dir = Path(out_dir) if out_dir else None
         self.seen: dict[int, list[list[int]]] = {}
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
@@ -34,6 +38,6 @@ class RecordSamples(pl.Callback):
         self.seen[epoch].append(ids)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        out = self.out_dir or Path(trainer.default_root_dir) / "samples"
         record = {str(epoch): [i for ids in batches for i in ids] for epoch, batches in self.seen.items()}
-        atomic_write_text(json.dumps(record) + "\n", self.out_dir / f"rank{trainer.global_rank}.json")
+        atomic_write_text(json.dumps(record) + "\n", out / f"rank{trainer.global_rank}.json")

@@ -1,0 +1,181 @@
+"""Config checks at the Hydra/Lightning boundary: `train()` calls `check_train_config(cfg)` before any data is read.
+
+Lightning, torch and Hydra check their arguments late (after the data is prepared, some only during the first epoch)
+and report them as tracebacks. Here every top-level setting, `early_stopping`, `callbacks`, `model.optimizer`,
+`model.scheduler` and `trainer.*` is checked first, and a bad value becomes one `ConfigError` sentence naming the key:
+
+1. keys against the signature of what they configure (`EarlyStopping`, the optimizer's or scheduler's `_target_`,
+   `pytorch_lightning.Trainer`, each callback's class): an unknown key names the closest accepted one and lists
+   them; a required argument left out is named (seqlab/arguments.py);
+2. value types against the signature's annotations (`trainer.max_epochs=x` is not an integer);
+3. ranges Lightning accepts and then fails on, or silently misuses (`trainer.gradient_clip_val=-1` clamps every
+   gradient to -1, `trainer.limit_train_batches=0` tests an untrained model, `trainer.num_sanity_val_steps=-2`);
+4. the object is built as it will be (the optimizer on a dummy parameter, the scheduler on that optimizer, the
+   Trainer without logger or callbacks), and what torch or Lightning raise is translated, the key found by
+   building with each setting alone (`model.optimizer.lr=-1`: torch's "Invalid learning rate").
+
+`model.*` keys and types are checked against the model class's signature (`+model.hiden_size=64`: did you mean
+hidden_size?); its value ranges are the model's own checks. `early_stopping.monitor` and `.mode` are not user
+keys: early stopping watches the metric the best checkpoint is chosen on (the task's, maximised), so the two can
+never disagree. `callbacks` is a mapping of name -> Lightning callback config by `_target_` (or a list of them; a
+null entry is skipped), instantiated by `train()`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from seqlab.arguments import build_checked, check_arguments, has_nested_targets, is_int, resolve_target
+from seqlab.callbacks_resume import resolve_ckpt_path
+from seqlab.data.vectors import KNOWN_VECTORS, resolve_vectors
+from seqlab.errors import ConfigError
+
+SET_BY_SEQLAB = {"trainer": ("logger", "callbacks", "default_root_dir", "use_distributed_sampler"),
+                 "early_stopping": ("monitor", "mode")}
+SCHEDULER_LIGHTNING_KEYS = ("monitor", "interval", "frequency")  # as in SeqModel.configure_optimizers
+NON_NEGATIVE = ("gradient_clip_val", "min_epochs", "min_steps", "log_every_n_steps")  # log_every_n_steps=0: none
+AT_LEAST_ONE = ("accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def check_optimization(optimizer: Any, scheduler: Any) -> None:
+    """`model.optimizer` and `model.scheduler`: built on a dummy parameter as SeqModel.configure_optimizers will."""
+    where = "model.optimizer"
+    spec = optimizer if optimizer is not None else {"_target_": "torch.optim.Adam", "lr": 1e-3}
+    cls, args = resolve_target(where, spec, torch.optim.Optimizer, "torch.optim.Adam")
+    check_arguments(where, cls, args, provided=("params",))
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    if not has_nested_targets(args):
+        build_checked(where, lambda **a: cls(params, **a), args, spec["_target_"])
+    if scheduler is None:
+        return
+    where = "model.scheduler"
+    base = getattr(torch.optim.lr_scheduler, "LRScheduler", torch.optim.lr_scheduler._LRScheduler)
+    cls, args = resolve_target(where, scheduler, base, "torch.optim.lr_scheduler.StepLR")
+    lightning = {k: args.pop(k) for k in SCHEDULER_LIGHTNING_KEYS if k in args}
+    if lightning.get("interval", "epoch") not in ("epoch", "step"):
+        raise ConfigError(f"model.scheduler.interval must be epoch or step, got {lightning['interval']!r}.")
+    if not is_int(lightning.get("frequency", 1)) or lightning.get("frequency", 1) <= 0:
+        raise ConfigError(f"model.scheduler.frequency must be a positive integer, got {lightning['frequency']!r}.")
+    # model.scheduler.monitor is checked against the task's metrics once the task is known (train.check_monitors)
+    check_arguments(where, cls, args, provided=("optimizer",))
+    if not has_nested_targets(args):
+        def build(**a: Any) -> Any:
+            return cls(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), **a)
+        build_checked(where, build, args, scheduler["_target_"])
+
+
+def check_trainer(trainer: dict[str, Any]) -> None:
+    """`trainer.*`: keys, types and ranges, then a Trainer built with them (no logger, callbacks or checkpoints)."""
+    cls, args = resolve_target("trainer", trainer, pl.Trainer, "pytorch_lightning.Trainer")
+    check_arguments("trainer", cls, args, provided=SET_BY_SEQLAB["trainer"])
+    for key in NON_NEGATIVE:
+        if args.get(key) is not None and args[key] < 0:
+            raise ConfigError(f"trainer.{key} must be >= 0 (or null), got {args[key]!r}.")
+    for key in AT_LEAST_ONE:
+        if args.get(key) is not None and args[key] < 1:
+            raise ConfigError(f"trainer.{key} must be a positive integer (or null), got {args[key]!r}.")
+    if args.get("num_sanity_val_steps") is not None and args["num_sanity_val_steps"] < -1:
+        raise ConfigError(f"trainer.num_sanity_val_steps must be >= -1 (-1: all), got {args['num_sanity_val_steps']}.")
+    interval = args.get("val_check_interval")
+    if (isinstance(interval, float) and not 0.0 < interval <= 1.0) or (is_int(interval) and interval <= 0):
+        raise ConfigError("trainer.val_check_interval must be a fraction of an epoch in (0, 1] or a positive number "
+                          f"of batches, got {interval!r}.")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if args.get(key) in (0, 0.0):
+            raise ConfigError(f"trainer.{key}=0 would skip that split, and a run needs all three; give a positive "
+                              "number of batches or a fraction in (0, 1].")
+    build_checked("trainer", lambda **a: cls(**{"logger": False, "enable_checkpointing": False, **a}), args,
+                   "pytorch_lightning.Trainer")
+
+
+def callback_specs(value: Any) -> list[Any]:
+    """The `callbacks` setting as a list of callback configs: a mapping's values or a list's items, nulls dropped."""
+    if value is None:
+        return []
+    if isinstance(value, (DictConfig, dict)):
+        return [v for v in value.values() if v is not None]
+    if isinstance(value, (ListConfig, list)):
+        return [v for v in value if v is not None]
+    raise ConfigError(f"callbacks must be a mapping of name -> {{_target_: ...}} (or a list), got {value!r}.")
+
+
+def check_callbacks(value: Any) -> None:
+    names = list(value) if isinstance(value, (DictConfig, dict)) else None
+    for i, spec in enumerate(callback_specs(value)):
+        where = f"callbacks.{names[i]}" if names else f"callbacks[{i}]"
+        cls, args = resolve_target(where, _plain(spec), pl.Callback, "pytorch_lightning.callbacks.ModelSummary")
+        check_arguments(where, cls, args)
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    threads = cfg.get("threads")
+    if not (threads is None or threads == "auto" or (is_int(threads) and threads > 0)):
+        raise ConfigError(f"threads must be a positive integer, null (torch's default) or auto, got {threads!r}.")
+    seed = cfg.get("seed")
+    if not (is_int(seed) and 0 <= seed < 2**32):
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
+    if not isinstance(cfg.get("flush_denormal"), bool):
+        raise ConfigError(f"flush_denormal must be true or false, got {cfg.get('flush_denormal')!r}.")
+    every = cfg.get("checkpoint_every_n_steps")
+    if not (every is None or (is_int(every) and every >= 0)):
+        raise ConfigError(f"checkpoint_every_n_steps must be a positive integer or null (off), got {every!r}.")
+    path = resolve_ckpt_path(cfg.get("ckpt_path"))
+    if path not in (None, "last") and not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path {path} is not a checkpoint (not a file written by torch.save); give a .ckpt "
+                          "written by scripts/train.py, or ckpt_path=last.")
+
+
+def check_early_stopping(value: Any) -> None:
+    if not value:
+        return
+    spec = _plain(value)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"early_stopping must be null or a mapping of EarlyStopping arguments, e.g. "
+                          f"early_stopping={{patience:3}}; got {spec!r}.")
+    for key in SET_BY_SEQLAB["early_stopping"]:
+        if key in spec:
+            raise ConfigError(f"early_stopping.{key} is not a setting: early stopping watches the metric the best "
+                              "checkpoint is chosen on; remove it.")
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    check_arguments("early_stopping", EarlyStopping, spec, provided=SET_BY_SEQLAB["early_stopping"])
+    if is_int(spec.get("patience")) and spec["patience"] < 0:
+        raise ConfigError(f"early_stopping.patience must be an integer >= 0, got {spec['patience']}.")
+    build_checked("early_stopping", lambda **a: EarlyStopping(monitor="val/acc", mode="max", **a), spec,
+                   "EarlyStopping")
+
+
+def check_model(model: Any) -> None:
+    """`model.*` keys and value types against the LightningModule's signature (its own checks of ranges run when it
+    is built; a class method `check_config(arguments)`, if it has one, runs here too)."""
+    cls, args = resolve_target("model", model, pl.LightningModule, "seqlab.models.module.SeqModel")
+    check_arguments("model", cls, args, provided=("metadata",))
+    vectors = args.get("vectors")
+    if isinstance(vectors, str) and vectors.strip() not in KNOWN_VECTORS:  # a file: it exists (read after the data)
+        spec = vectors if ":" in vectors[2:] else to_absolute_path(str(Path(vectors).expanduser()))
+        resolve_vectors(spec, Path("."))
+    if callable(getattr(cls, "check_config", None)):
+        cls.check_config(args)
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Raise ConfigError (one sentence naming the key; DataError for a missing vectors file) for a setting torch,
+    Lightning or Hydra would fail on later."""
+    check_top_level(cfg)
+    check_early_stopping(cfg.get("early_stopping"))
+    check_callbacks(cfg.get("callbacks"))
+    check_optimization(_plain(cfg.model.get("optimizer")), _plain(cfg.model.get("scheduler")))
+    check_model(_plain(cfg.model))
+    check_trainer(_plain(cfg.trainer))
+

@@ -1,0 +1,92 @@
+"""threads=auto: thread counts from the free cores, own cores per parallel job, re-checked while training."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from seqlab import threads
+from seqlab.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def restore_threads_and_affinity():
+    n = torch.get_num_threads()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    yield
+    torch.set_num_threads(n)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+
+
+@pytest.mark.parametrize("busy, cpus, expected", [(0.0, 2, 2), (0.4, 2, 2), (0.6, 2, 1), (1.0, 2, 1), (3.5, 2, 1),
+                                                  (1.0, 8, 7), (2.6, 8, 5)])
+def test_free_cores_counts_a_core_busy_more_than_half_the_time_as_taken(busy, cpus, expected):
+    assert threads.free_cores(busy, cpus) == expected
+
+
+def test_auto_uses_the_cores_other_processes_leave(monkeypatch):
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1])
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 1.0)  # one other process keeps a core busy
+    assert threads.configure("auto", probe_s=0) == 1 == torch.get_num_threads()
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 0.1)
+    assert threads.configure("auto", probe_s=0) == 2 == torch.get_num_threads()
+    assert threads.configure("auto", processes=2, probe_s=0) == 1  # DDP on CPU: ranks share the cores
+
+
+def test_fixed_and_bad_settings():
+    assert threads.configure(1) == 1 == torch.get_num_threads()
+    assert threads.configure(None) is None
+    for bad in (0, -2, "two", True, 1.5):
+        with pytest.raises(ConfigError, match="threads must be a positive integer, auto or null"):
+            threads.configure(bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and 2 cores")
+def test_parallel_sweep_jobs_get_their_own_cores():
+    cpus = sorted(os.sched_getaffinity(0))
+    seen = []
+    for num in range(2):
+        hc = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher",
+                                            "n_jobs": 2}, "job": {"num": num}})
+        assert threads.configure("auto", hc) == len(cpus) // 2
+        seen.append(sorted(os.sched_getaffinity(0)))
+        os.sched_setaffinity(0, cpus)
+    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == len(cpus) // 2
+    basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
+                              "job": {"num": 1}})
+    assert threads.parallel_share(basic) is None  # one job at a time: no sharing
+
+
+def test_governor_follows_the_load_and_stays_off_when_deterministic(monkeypatch):
+    assert threads.governor("auto", deterministic=True) is None and threads.governor(2, deterministic=False) is None
+    monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1])
+    load = {"busy": 1.0}
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: load["busy"])
+    gov = threads.governor("auto", deterministic=False, check_every_s=0.0)
+    torch.set_num_threads(2)
+    gov.on_train_batch_end(None, None, None, None, 0)
+    assert torch.get_num_threads() == 1  # a competing process appeared
+    load["busy"] = 0.0
+    gov.on_train_batch_end(None, None, None, None, 1)
+    assert torch.get_num_threads() == 2  # and went away
+
+
+def test_probe_subtracts_this_process_own_cpu_time(monkeypatch):
+    """2 s of wall time, 3.0 busy core-seconds in all, 1.0 of them this process's: others kept 1 core busy."""
+    reads = iter([(10.0, 100.0, 5.0), (12.0, 103.0, 6.0), (13.0, 103.5, 6.5)])
+    monkeypatch.setattr(threads.LoadProbe, "_read", staticmethod(lambda: next(reads)))
+    probe = threads.LoadProbe()
+    assert probe.sample() == pytest.approx(1.0)
+    assert probe.sample() == pytest.approx(0.0)  # all of the next second's use was our own
+
+
+def test_probe_reads_proc_stat():
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    wall, busy, own = threads.LoadProbe._read()
+    assert busy > 0 and own > 0 and wall > 0
