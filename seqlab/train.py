@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
@@ -27,6 +27,7 @@ from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
 from seqlab.naming import tensorboard_location
+from seqlab.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +120,14 @@ def vectors_spec(cfg: DictConfig) -> str:
     """model.vectors as build_embedding_matrix takes it: a known name, or a path made absolute."""
     spec = str(cfg.model.vectors)
     if spec not in KNOWN_VECTORS:
-        spec = to_absolute_path(str(Path(spec).expanduser())) if ":" not in spec[2:] else spec
+        spec = str(user_path(spec)) if ":" not in spec[2:] else spec
     return spec
 
 
 def extend_vocabulary(dm: pl.LightningDataModule, cfg: DictConfig) -> int:
     """model.extend_vocab: keep the data's word forms that the pretrained vectors know (rare training words and
     words only in validation / test data), each with its pretrained vector; returns how many were added."""
-    words = words_with_vectors(dm.corpus_words(), vectors_spec(cfg), Path(to_absolute_path(str(Path(
-        cfg.paths.cache_dir).expanduser()))))
+    words = words_with_vectors(dm.corpus_words(), vectors_spec(cfg), user_path(cfg.paths.cache_dir))
     added = dm.extend_vocabulary(words)
     log.info("model.extend_vocab: %d word forms of the data outside the training vocabulary have pretrained vectors "
              "and were added (vocabulary %d)", added, len(dm.vocab))
@@ -137,7 +137,7 @@ def extend_vocabulary(dm: pl.LightningDataModule, cfg: DictConfig) -> int:
 def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
     """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
     matrix, stats = build_embedding_matrix(dm.vocab.itos, vectors_spec(cfg), cfg.model.embedding_dim,
-                                           Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
+                                           user_path(cfg.paths.cache_dir),
                                            seed=cfg.seed, train_counts=dm.word_counts())
     with torch.no_grad():
         model.net.encoder.embedding.weight.copy_(matrix)
@@ -158,8 +158,8 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in PATH_KEYS:
         if data_cfg.get(key):
-            data_cfg[key] = to_absolute_path(str(Path(data_cfg[key]).expanduser()))
-    make = instantiate_checked(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
+            data_cfg[key] = str(user_path(data_cfg[key]))
+    make = instantiate_checked(data_cfg, cache_dir=str(user_path(cfg.paths.cache_dir)),
                                seed=cfg.seed, _convert_="all", _partial_=True)
     return construct(make, **({"metadata": metadata} if metadata is not None else {}))
 

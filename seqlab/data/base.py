@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqlab.arguments import check_positive_int
 from seqlab.data import cache
 from seqlab.data.cache import Ragged
 from seqlab.data.chars import char_vocabulary, encode_chars
@@ -63,14 +64,6 @@ class SequenceDataset(Dataset):
         return n if self.max_length is None else n.clamp(max=self.max_length)
 
 
-def check_positive(key: str, value: Any, allow_none: bool = False) -> None:
-    """ConfigError naming `key` unless `value` is a positive integer (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer{' or null' if allow_none else ''}, got {value!r}.")
-
-
 class SequenceDataModule(pl.LightningDataModule):
     default_task = "classification"
     name = "base"
@@ -84,10 +77,10 @@ class SequenceDataModule(pl.LightningDataModule):
                  task: str | None = None, metadata: Metadata | None = None):
         super().__init__()
         for key in ("batch_size", "eval_batch_size"):
-            check_positive(f"data.{key}", locals()[key])
-        check_positive("data.max_length", max_length, allow_none=True)
-        check_positive("data.max_size", max_size, allow_none=True)
-        check_positive("data.min_freq", min_freq)
+            check_positive_int(f"data.{key}", locals()[key])
+        check_positive_int("data.max_length", max_length, allow_none=True)
+        check_positive_int("data.max_size", max_size, allow_none=True)
+        check_positive_int("data.min_freq", min_freq)
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}.")
         if not 0.0 <= float(unk_replace) < 1.0:

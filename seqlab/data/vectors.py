@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from seqlab.arguments import check_positive_int
 from seqlab.data import cache
 from seqlab.data.download import download
 from seqlab.data.vocab import PAD, UNK
@@ -237,8 +238,7 @@ def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path
     "token_coverage" = share of training tokens (all keys of `train_counts`, so out-of-vocabulary tokens count as
     uncovered) whose vocabulary row was found, or None without `train_counts`.
     """
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
-        raise ConfigError(f"model.embedding_dim must be a positive integer, got {dim!r}.")
+    check_positive_int("model.embedding_dim", dim)
     spec = str(spec).strip()
     if spec in KNOWN_VECTORS and KNOWN_VECTORS[spec][1] != dim:  # fail before an 822 MB download
         d = KNOWN_VECTORS[spec][1]
