@@ -15,9 +15,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab import threads
+from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.checks import callback_specs, check_train_config
@@ -43,14 +43,36 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
     return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
 
 
-def hparams_of(cfg: DictConfig) -> dict[str, Any]:
-    """The run's settings for TensorBoard's HParams tab (flat keys; locations and display settings left out)."""
+TRAINER_DISPLAY_KEYS = ("_target_", "enable_progress_bar", "log_every_n_steps", "num_sanity_val_steps")
+
+
+def hparams_of(cfg: DictConfig, metadata: Metadata | None = None) -> dict[str, Any]:
+    """The run's settings for TensorBoard's HParams tab, by their command-line keys (`model.hidden_size`); locations,
+    display and resume settings left out; the optimizer and scheduler as one value each (`Adam()`, plus model.lr);
+    with `metadata`, the dataset, task and monitored metric as the run resolved them (seqlab.board orders them)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    data = {k: v for k, v in c["data"].items() if k not in PATH_KEYS}
-    data["name"] = data.pop("_target_").rsplit(".", 1)[-1]
-    model = {k: v for k, v in c["model"].items() if k != "_target_"}
-    trainer = {k: c["trainer"][k] for k in ("max_epochs", "gradient_clip_val", "precision")}
-    return {"seed": c["seed"], "data": data, "model": model, "trainer": trainer}
+    model, trainer = c["model"], c["trainer"]
+    optimizer = model.pop("optimizer", None) or {}
+    task = metadata.make_task() if metadata is not None else None
+    monitor = monitored(task, cfg.get("monitor"), cfg.get("monitor_mode")) if task is not None else (None, None)
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {
+        "data": metadata.dataset if metadata is not None else c["data"]["_target_"].rsplit(".", 1)[-1],
+        "data.task": metadata.task if metadata is not None else c["data"].get("task"),
+        **{f"data.{k}": v for k, v in c["data"].items() if k not in ("_target_", "task", "name", *PATH_KEYS)},
+        **{f"model.{k}": v for k, v in model.items() if k not in ("_target_", "scheduler")},
+        "model.optimizer": call_text(optimizer, leave_out=("lr",)),
+        "model.lr": optimizer.get("lr"),
+        "model.scheduler": call_text(model.get("scheduler")),
+        **{f"trainer.{k}": v for k, v in trainer.items() if k not in TRAINER_DISPLAY_KEYS},
+        "seed": c["seed"],
+        "threads": torch.get_num_threads(),  # what torch used (threads=null: its default)
+        "flush_denormal": c.get("flush_denormal"),
+        "monitor": monitor[0] or c.get("monitor"),
+        "monitor_mode": monitor[1] or c.get("monitor_mode"),
+        "early_stopping": c.get("early_stopping"),
+        "experiment": choices.get("experiment"),
+    }
 
 
 def instantiate_checked(config: Any, **kwargs: Any) -> Any:
@@ -170,7 +192,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
 
-    logger = TensorBoardLogger(**tensorboard, default_hp_metric=False)
+    logger = BoardLogger(**tensorboard)  # metric-first tags, HParams and summary text: seqlab/board.py
     short = monitor.split("/", 1)[1]
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode,  # last.ckpt: resume_callbacks
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
@@ -181,8 +203,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(governor)
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
-    if cfg.model.get("scheduler"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
+    callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the rate each epoch trains with, as a curve
     callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
@@ -210,9 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **extended,
         "run_dir": str(run_dir),
     }
-    hparam_keys = [monitor_key, *(f"test_{k}" for k in model.task.metric_names("test")), "wall_time_s"]
-    logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in hparam_keys
-                                             if isinstance(metrics.get(k), float)})
+    logger.log_run(hparams_of(cfg, metadata), metrics, model.task, step=trainer.global_step)
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", run_dir / "metrics.json")
         log.info("Metrics: %s", json.dumps({k: metrics.get(k) for k in (monitor_key, "test_acc", "wall_time_s")}))

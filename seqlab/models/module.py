@@ -162,10 +162,6 @@ class SeqModel(pl.LightningModule):
             self.task.test_report(self.evaluators["test"], exp)
         self.evaluators["test"].reset()
 
-    def on_fit_start(self) -> None:
-        if self.logger is not None:
-            self.logger.log_metrics({"num_parameters": float(self.num_parameters)}, step=0)
-
     def configure_optimizers(self):
         spec = dict(self.hparams.optimizer or {"_target_": "torch.optim.Adam", "lr": 1e-3})
         optimizer = instantiate({**spec, "_partial_": True})(params=self.parameters())
