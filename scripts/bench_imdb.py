@@ -44,8 +44,9 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def logits(path, b):
-        out, final = path(model.encoder.lstm, model.encoder.embedding(b["tokens"]), b["lengths"])
-        return model.head(final)
+        enc = model.net.encoder
+        out, final = path(enc.rnn, enc.embedding(b["tokens"]), b["lengths"])
+        return model.net.head.linear(final)
 
     # same function: compare logits and gradients on one batch
     grads = {}

@@ -12,7 +12,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, report
 
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning's own use of a deprecated torch API
 
@@ -27,8 +27,7 @@ def main(cfg: DictConfig) -> None:
     try:
         metrics = evaluate(cfg)
     except SeqlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report(e))
     print(json.dumps(metrics, indent=2))
 
 

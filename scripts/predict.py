@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from seqlab.errors import ConfigError, DataError, SeqlabError
+from seqlab.errors import ConfigError, DataError, SeqlabError, report
 from seqlab.inference import Predictor, read_lines
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "predict.yaml"
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{where} has no text to predict ({lines} lines, all empty); give one text per line.")
         sys.stdout.flush()
     except SeqlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     except BrokenPipeError:  # e.g. `| head`: the reader has gone, nothing left to say
         sys.stderr.close()
         return 0

@@ -8,7 +8,7 @@ metric the jobs monitor; jobs that differ only in `seed` are grouped (mean ± st
 import argparse
 import sys
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, report
 from seqlab.sweep.summary import summarize
 from seqlab.sweep.tables import write_summary
 
@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(args.sweep_dir, args.metric, args.mode)
         print(write_summary(summary), end="")
     except SeqlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     if summary.note:
         print(f"warning: {summary.note}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, report
 from seqlab.sweep.callback import exit_status
 from seqlab.sweep.ddp import ddp_ready_job
 from seqlab.sweep.jobs import DEFAULT_MONITOR, write_error
@@ -42,12 +42,11 @@ def main(cfg: DictConfig) -> float | None:
             # Hydra's basic sweeper would abort the sweep after this batch (and a SystemExit at once): record the
             # failure and carry on; the exit status reports it. None is not a number: Optuna marks the trial FAIL.
             log.error("Job failed: %s: %s", type(e).__name__, e, exc_info=not user_error)
-            print(f"error: {e}", file=sys.stderr)
+            report(e)
             return None
         if user_error:
             log.error("%s", e)
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(report(e))
         raise
 
 

@@ -34,6 +34,14 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def check_positive_int(key: str, value: Any, allow_none: bool = False, also: tuple[str, ...] = ()) -> None:
+    """ConfigError naming `key` unless `value` is a positive integer (or None when allowed, or one of `also`)."""
+    if (value is None and allow_none) or (isinstance(value, str) and value in also) or (is_int(value) and value > 0):
+        return
+    alternatives = "".join(f", {a}" for a in also) + (" or null" if allow_none else "")
+    raise ConfigError(f"{key} must be a positive integer{alternatives}, got {value!r}.")
+
+
 def _names(hint: Any) -> list[str]:
     """What values of annotation `hint` are called in a message (an integer, null, one of ...)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

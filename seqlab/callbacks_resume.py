@@ -25,11 +25,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import to_absolute_path
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from seqlab.data.resumable import derived_seed
 from seqlab.errors import ConfigError
+from seqlab.paths import user_path
 
 LAST_CHECKPOINT = "last"  # the state after the latest epoch
 STEP_CHECKPOINT = "last-step"  # matches Lightning's "last*" pattern, so ckpt_path="last" considers it
@@ -83,9 +83,7 @@ def resume_callbacks(seed: int, checkpoint_dir: Path, every_n_steps: int | None)
     is written, so it would lag behind epochs without a new best validation score."""
     last = ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_CHECKPOINT, save_top_k=1, enable_version_counter=False)
     callbacks: list[pl.Callback] = [StepSeed(seed), PlateauStep(), last]
-    if every_n_steps:
-        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 0:
-            raise ConfigError(f"checkpoint_every_n_steps must be a positive integer or null, got {every_n_steps!r}.")
+    if every_n_steps:  # checked by seqlab.checks before the run
         callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename=STEP_CHECKPOINT, save_top_k=1,
                                          every_n_train_steps=every_n_steps, enable_version_counter=False))
     return callbacks
@@ -95,7 +93,7 @@ def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
     """`ckpt_path` for Trainer.fit: null, "last" (the newest last*.ckpt of this run directory, if any) or a file."""
     if ckpt_path in (None, "", "last"):
         return ckpt_path or None
-    path = Path(to_absolute_path(str(Path(str(ckpt_path)).expanduser())))
+    path = user_path(ckpt_path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path {path} is not a file; give a checkpoint to resume from, or ckpt_path=last "
                           "with hydra.run.dir set to the interrupted run's directory.")

@@ -31,13 +31,20 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqlab.arguments import build_checked, check_arguments, has_nested_targets, is_int, resolve_target
+from seqlab.arguments import (
+    build_checked,
+    check_arguments,
+    check_positive_int,
+    has_nested_targets,
+    is_int,
+    resolve_target,
+)
 from seqlab.callbacks_resume import resolve_ckpt_path
 from seqlab.data.vectors import KNOWN_VECTORS, resolve_vectors
 from seqlab.errors import ConfigError
+from seqlab.paths import user_path
 
 SET_BY_SEQLAB = {"trainer": ("logger", "callbacks", "default_root_dir", "use_distributed_sampler"),
                  "early_stopping": ("monitor", "mode")}
@@ -69,8 +76,7 @@ def check_optimization(optimizer: Any, scheduler: Any) -> None:
     lightning = {k: args.pop(k) for k in SCHEDULER_LIGHTNING_KEYS if k in args}
     if lightning.get("interval", "epoch") not in ("epoch", "step"):
         raise ConfigError(f"model.scheduler.interval must be epoch or step, got {lightning['interval']!r}.")
-    if not is_int(lightning.get("frequency", 1)) or lightning.get("frequency", 1) <= 0:
-        raise ConfigError(f"model.scheduler.frequency must be a positive integer, got {lightning['frequency']!r}.")
+    check_positive_int("model.scheduler.frequency", lightning.get("frequency", 1))
     # model.scheduler.monitor is checked against the task's metrics once the task is known (train.check_monitors)
     for key, value in args.items():
         if value == "auto" and key not in AUTO_KEYS:
@@ -129,8 +135,7 @@ def check_callbacks(value: Any) -> None:
 
 def check_top_level(cfg: DictConfig) -> None:
     threads = cfg.get("threads")
-    if not (threads is None or threads == "auto" or (is_int(threads) and threads > 0)):
-        raise ConfigError(f"threads must be a positive integer, null (torch's default) or auto, got {threads!r}.")
+    check_positive_int("threads", threads, allow_none=True, also=("auto",))
     seed = cfg.get("seed")
     if not (is_int(seed) and 0 <= seed < 2**32):
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
@@ -172,7 +177,7 @@ def check_model(model: Any) -> None:
     check_arguments("model", cls, args, provided=("metadata",))
     vectors = args.get("vectors")
     if isinstance(vectors, str) and vectors.strip() not in KNOWN_VECTORS:  # a file: it exists (read after the data)
-        spec = vectors if ":" in vectors[2:] else to_absolute_path(str(Path(vectors).expanduser()))
+        spec = vectors if ":" in vectors[2:] else str(user_path(vectors))
         resolve_vectors(spec, Path("."))
     if callable(getattr(cls, "check_config", None)):
         cls.check_config(args)

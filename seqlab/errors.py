@@ -11,3 +11,11 @@ class ConfigError(SeqlabError):
 
 class DataError(SeqlabError):
     """Input data is missing, corrupt or malformed (names the file or line and what to do)."""
+
+
+def report(error: Exception) -> int:
+    """Print a user error as the CLIs do (one `error: ...` line on stderr); returns their exit status, 2."""
+    import sys
+
+    print(f"error: {error}", file=sys.stderr)
+    return 2

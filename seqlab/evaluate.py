@@ -16,7 +16,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab import threads
@@ -24,6 +23,7 @@ from seqlab.data.cache import atomic_write_text
 from seqlab.errors import ConfigError, DataError
 from seqlab.inference import read_checkpoint
 from seqlab.metadata import Metadata
+from seqlab.paths import user_path
 from seqlab.train import PATH_KEYS, build_datamodule
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ SPLITS = ("test", "val")
 
 def run_config(ckpt: Path, given: str | None) -> DictConfig:
     """The training run's config, relative data paths made absolute against the directory it ran from."""
-    path = Path(to_absolute_path(given)) if given else ckpt.parent.parent / ".hydra" / "config.yaml"
+    path = user_path(given) if given else ckpt.parent.parent / ".hydra" / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"No training config at {path}; give run_config=PATH to the .hydra/config.yaml of the run "
                           "that wrote the checkpoint.")
@@ -80,7 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
     if not cfg.ckpt:
         raise ConfigError("No checkpoint given; add ckpt=PATH (e.g. outputs/runs/<run>/checkpoints/last.ckpt).")
-    ckpt_path = Path(to_absolute_path(str(Path(str(cfg.ckpt)).expanduser())))
+    ckpt_path = user_path(cfg.ckpt)
     checkpoint = read_checkpoint(ckpt_path)
     run = run_config(ckpt_path, cfg.run_config)
     apply_overrides(run, cfg)
@@ -104,7 +104,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = model.task.as_metrics(results)
     metrics.update({"split": cfg.split, "examples": len(dm.datasets[cfg.split]), "checkpoint": str(ckpt_path),
                     "data_root": None if dm.root is None else str(dm.root)})
-    out = Path(to_absolute_path(cfg.output)) if cfg.output else ckpt_path.with_name(
+    out = user_path(cfg.output) if cfg.output else ckpt_path.with_name(
         f"{ckpt_path.stem}.{cfg.split}.json")
     try:
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", out)

@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any
 
-from seqlab.errors import ConfigError
+from seqlab.arguments import check_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,8 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
 
     if setting is None:
         return None
+    check_positive_int("threads", setting, allow_none=True, also=("auto",))
     if setting != "auto":
-        if isinstance(setting, bool) or not isinstance(setting, int) or setting <= 0:
-            raise ConfigError(f"threads must be a positive integer, auto or null; got {setting!r}.")
         torch.set_num_threads(setting)
         return setting
     cpus = allowed_cpus()

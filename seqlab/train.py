@@ -12,21 +12,22 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from seqlab import threads
+from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
 from seqlab.checks import callback_specs, check_train_config
 from seqlab.data.cache import atomic_write_text
-from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix
+from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_with_vectors
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
 from seqlab.naming import tensorboard_location
+from seqlab.paths import user_path
 from seqlab.swa import swa_callback, validate_average
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,36 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
     return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
 
 
-def hparams_of(cfg: DictConfig) -> dict[str, Any]:
-    """The run's settings for TensorBoard's HParams tab (flat keys; locations and display settings left out)."""
+TRAINER_DISPLAY_KEYS = ("_target_", "enable_progress_bar", "log_every_n_steps", "num_sanity_val_steps")
+
+
+def hparams_of(cfg: DictConfig, metadata: Metadata | None = None) -> dict[str, Any]:
+    """The run's settings for TensorBoard's HParams tab, by their command-line keys (`model.hidden_size`); locations,
+    display and resume settings left out; the optimizer and scheduler as one value each (`Adam()`, plus model.lr);
+    with `metadata`, the dataset, task and monitored metric as the run resolved them (seqlab.board orders them)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    data = {k: v for k, v in c["data"].items() if k not in PATH_KEYS}
-    data["name"] = data.pop("_target_").rsplit(".", 1)[-1]
-    model = {k: v for k, v in c["model"].items() if k != "_target_"}
-    trainer = {k: c["trainer"][k] for k in ("max_epochs", "gradient_clip_val", "precision")}
-    return {"seed": c["seed"], "data": data, "model": model, "trainer": trainer}
+    model, trainer = c["model"], c["trainer"]
+    optimizer = model.pop("optimizer", None) or {}
+    task = metadata.make_task() if metadata is not None else None
+    monitor = monitored(task, cfg.get("monitor"), cfg.get("monitor_mode")) if task is not None else (None, None)
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return {
+        "data": metadata.dataset if metadata is not None else c["data"]["_target_"].rsplit(".", 1)[-1],
+        "data.task": metadata.task if metadata is not None else c["data"].get("task"),
+        **{f"data.{k}": v for k, v in c["data"].items() if k not in ("_target_", "task", "name", *PATH_KEYS)},
+        **{f"model.{k}": v for k, v in model.items() if k not in ("_target_", "scheduler")},
+        "model.optimizer": call_text(optimizer, leave_out=("lr",)),
+        "model.lr": optimizer.get("lr"),
+        "model.scheduler": call_text(model.get("scheduler")),
+        **{f"trainer.{k}": v for k, v in trainer.items() if k not in TRAINER_DISPLAY_KEYS},
+        "seed": c["seed"],
+        "threads": torch.get_num_threads(),  # what torch used (threads=null: its default)
+        "flush_denormal": c.get("flush_denormal"),
+        "monitor": monitor[0] or c.get("monitor"),
+        "monitor_mode": monitor[1] or c.get("monitor_mode"),
+        "early_stopping": c.get("early_stopping"),
+        "experiment": choices.get("experiment"),
+    }
 
 
 def instantiate_checked(config: Any, **kwargs: Any) -> Any:
@@ -94,13 +117,28 @@ def construct(make: Any, **kwargs: Any) -> Any:
         raise
 
 
-def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
-    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+def vectors_spec(cfg: DictConfig) -> str:
+    """model.vectors as build_embedding_matrix takes it: a known name, or a path made absolute."""
     spec = str(cfg.model.vectors)
     if spec not in KNOWN_VECTORS:
-        spec = to_absolute_path(str(Path(spec).expanduser())) if ":" not in spec[2:] else spec
-    matrix, stats = build_embedding_matrix(dm.vocab.itos, spec, cfg.model.embedding_dim,
-                                           Path(to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser()))),
+        spec = str(user_path(spec)) if ":" not in spec[2:] else spec
+    return spec
+
+
+def extend_vocabulary(dm: pl.LightningDataModule, cfg: DictConfig) -> int:
+    """model.extend_vocab: keep the data's word forms that the pretrained vectors know (rare training words and
+    words only in validation / test data), each with its pretrained vector; returns how many were added."""
+    words = words_with_vectors(dm.corpus_words(), vectors_spec(cfg), user_path(cfg.paths.cache_dir))
+    added = dm.extend_vocabulary(words)
+    log.info("model.extend_vocab: %d word forms of the data outside the training vocabulary have pretrained vectors "
+             "and were added (vocabulary %d)", added, len(dm.vocab))
+    return added
+
+
+def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """Initialise the embedding rows of the vocabulary from pretrained vectors; returns coverage statistics."""
+    matrix, stats = build_embedding_matrix(dm.vocab.itos, vectors_spec(cfg), cfg.model.embedding_dim,
+                                           user_path(cfg.paths.cache_dir),
                                            seed=cfg.seed, train_counts=dm.word_counts())
     with torch.no_grad():
         model.net.encoder.embedding.weight.copy_(matrix)
@@ -121,8 +159,8 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     for key in PATH_KEYS:
         if data_cfg.get(key):
-            data_cfg[key] = to_absolute_path(str(Path(data_cfg[key]).expanduser()))
-    make = instantiate_checked(data_cfg, cache_dir=to_absolute_path(str(Path(cfg.paths.cache_dir).expanduser())),
+            data_cfg[key] = str(user_path(data_cfg[key]))
+    make = instantiate_checked(data_cfg, cache_dir=str(user_path(cfg.paths.cache_dir)),
                                seed=cfg.seed, _convert_="all", _partial_=True)
     return construct(make, **({"metadata": metadata} if metadata is not None else {}))
 
@@ -142,6 +180,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
+    extended = {}
+    if cfg.model.get("extend_vocab"):  # (checked before the data: it needs model.vectors)
+        extended = {"vocab_extended_by": extend_vocabulary(dm, cfg)}
     metadata = dm.metadata
     monitor, mode = monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode"))
     # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
@@ -152,7 +193,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
 
-    logger = TensorBoardLogger(**tensorboard, default_hp_metric=False)
+    logger = BoardLogger(**tensorboard)  # metric-first tags, HParams and summary text: seqlab/board.py
     short = monitor.split("/", 1)[1]
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode,  # last.ckpt: resume_callbacks
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
@@ -163,8 +204,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(governor)
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, **cfg.early_stopping))
-    if cfg.model.get("scheduler"):
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the learning rate as a TensorBoard curve
+    callbacks.append(LearningRateMonitor(logging_interval="epoch"))  # the rate each epoch trains with, as a curve
     callbacks += [instantiate(spec) for spec in callback_specs(cfg.get("callbacks"))]  # the user's, by _target_
     swa = swa_callback(OmegaConf.to_container(cfg.model.swa, resolve=True) if cfg.model.get("swa") else None)
     callbacks += [swa] if swa is not None else []  # model.swa: stochastic weight averaging (seqlab/swa.py)
@@ -193,6 +233,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "wall_time_s": round(time.time() - start, 2),
         "overrides": overrides,
         **vector_stats,
+        **extended,
         "run_dir": str(run_dir),
     }
     if swa is not None:  # the monitored value is the tested model's; the average's own score beside it
@@ -200,9 +241,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                         "tested_checkpoint": tested})
         if averaged.get("selected"):
             metrics[monitor_key] = averaged["score"]
-    hparam_keys = [monitor_key, *(f"test_{k}" for k in model.task.metric_names("test")), "wall_time_s"]
-    logger.log_hyperparams(hparams_of(cfg), {f"hparams/{k}": metrics[k] for k in hparam_keys
-                                             if isinstance(metrics.get(k), float)})
+    logger.log_run(hparams_of(cfg, metadata), metrics, model.task, step=trainer.global_step)
     if trainer.is_global_zero:
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", run_dir / "metrics.json")
         log.info("Metrics: %s", json.dumps({k: metrics.get(k) for k in (monitor_key, "test_acc", "wall_time_s")}))

@@ -143,3 +143,13 @@ def raw_pos_test(root: Path) -> tuple[list[str], list[list[str]]]:
         sents.append(" ".join(r[1] for r in rows))
         tags.append([r[3] for r in rows])
     return sents, tags
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend_flags_unfrozen():
+    """Importing torch.testing._internal.common_utils (PyTorch's own test helpers, used by the seqlab.nn parity
+    tests) freezes torch.backends flags for the whole process; Lightning's `deterministic=True` sets them."""
+    import torch
+
+    torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+    yield

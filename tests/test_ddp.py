@@ -49,7 +49,7 @@ def test_ddp_run_finishes_once_and_logs_from_rank_zero(ddp_run):
     acc = EventAccumulator(str(tb), size_guidance={"images": 0})
     acc.Reload()
     assert {"test/confusion_matrix", "test/per_class_accuracy"} <= set(acc.Tags()["images"])
-    assert acc.Scalars("hparams/test_acc")[-1].value == pytest.approx(metrics["test_acc"])
+    assert acc.Scalars("summary/test_acc")[-1].value == pytest.approx(metrics["test_acc"])
 
 
 def test_each_training_sample_is_seen_exactly_once_per_epoch(ddp_run):

@@ -18,8 +18,19 @@ from seqlab.train import build_datamodule, train
 EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"))
 
 
+def make_sst2_dir(root: Path) -> Path:
+    """train.tsv (label, sentence), dev.tsv and test.tsv (label, content), as in ../shared/data/sst2."""
+    from conftest import NEG_WORDS, POS_WORDS
+
+    root.mkdir(parents=True)
+    rows = [(1, f"a {w} movie") for w in POS_WORDS] + [(0, f"a {w} movie") for w in NEG_WORDS]
+    for name, column in (("train", "sentence"), ("dev", "content"), ("test", "content")):
+        (root / f"{name}.tsv").write_text(f"label\t{column}\n" + "".join(f"{y}\t{t}\n" for y, t in rows * 2))
+    return root
+
+
 def test_there_are_recipes():
-    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best", "btc_cpu"} <= set(EXPERIMENTS)
+    assert {"imdb_seed", "imdb_cpu", "imdb_best", "pos_cpu", "pos_best", "btc_cpu", "sst2_cpu"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -32,6 +43,9 @@ def test_experiment_composes_and_runs_one_step(name, tmp_path):
             data = [f"data.root={root}", "data.download=false"]
         elif cfg.data._target_.endswith("ConllDataModule"):  # data=btc's file names
             root = make_conll_dir(tmp_path / "data", names={s: f"btc.{s}" for s in ("train", "dev", "test")})
+            data = [f"data.root={root}"]
+        elif cfg.data._target_.endswith("TextDataModule"):  # data=sst2's files and column names
+            root = make_sst2_dir(tmp_path / "data")
             data = [f"data.root={root}"]
         else:
             root = tmp_path / "data"

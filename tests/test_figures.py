@@ -82,10 +82,12 @@ def test_per_class_accuracy_figure_and_table():
     fig = per_class_accuracy_figure(names, acc, support)
     ax = fig.axes[0]
     assert isinstance(fig, Figure)
-    # bars in order of test support (VERB 50, NOUN 30, X 0), each as high as its accuracy, labelled with its count
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["VERB\n50", "NOUN\n30", "X\n0"]
-    assert [p.get_height() for p in ax.patches] == pytest.approx([0.8, 0.9, 0.0])
-    assert ax.get_ylim() == (0.0, 1.0) and ax.get_ylabel() == "accuracy"
+    # horizontal bars in order of test support (VERB 50, NOUN 30, X 0), each as long as its accuracy, labelled with
+    # it and its count; a class without test tokens says so
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["VERB", "NOUN", "X"]
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.8, 0.9, 0.0])
+    assert [t.get_text() for t in ax.texts] == ["80.0%  (50)", "90.0%  (30)", "no test tokens"]
+    assert ax.get_xlim() == (0.0, 1.0)
     plt.close(fig)
     table = per_class_table(names, acc, support).splitlines()
     assert table[:2] == ["| class | support | accuracy |", "|---|---:|---:|"]

@@ -79,7 +79,7 @@ def test_jobs_are_named_by_what_varies_with_one_tensorboard_run_each(sweep):
         acc = EventAccumulator(str(job), size_guidance={"images": 0})
         acc.Reload()
         # the selected checkpoint's score is the best point of the logged validation curve
-        assert metrics["val_acc"] == pytest.approx(max(e.value for e in acc.Scalars("val/acc")))
+        assert metrics["val_acc"] == pytest.approx(max(e.value for e in acc.Scalars("acc/val")))
         assert metrics["test_acc"] * N_TEST == pytest.approx(round(metrics["test_acc"] * N_TEST), abs=1e-4)
 
 
@@ -119,14 +119,17 @@ def test_hparams_session_has_params_and_final_metrics(sweep):
     acc.Reload()
     data = {tag: plugin_data_pb2.HParamsPluginData.FromString(content)
             for tag, content in acc.PluginTagToContent("hparams").items()}
-    hparams = data["_hparams_/session_start_info"].session_start_info.hparams
-    assert hparams["model/hidden_size"].number_value == 16 and hparams["model/backend"].string_value == "custom"
-    assert hparams["model/optimizer/lr"].number_value == pytest.approx(1e-3) and hparams["seed"].number_value == 2
-    assert "data/name" in hparams
-    shown = {m.name.tag for m in data["_hparams_/experiment"].experiment.metric_infos}
-    assert {"hparams/val_acc", "hparams/test_acc"} <= shown
-    assert acc.Scalars("hparams/val_acc")[-1].value == pytest.approx(metrics["val_acc"])
-    assert acc.Scalars("hparams/test_acc")[-1].value == pytest.approx(metrics["test_acc"])
+    experiment = data["_hparams_/experiment"].experiment
+    start = data["_hparams_/session_start_info"].session_start_info.hparams
+    hparams = {h.display_name: start[h.name] for h in experiment.hparam_infos if h.name in start}
+    assert hparams["model.hidden_size"].number_value == 16 and hparams["model.backend"].string_value == "custom"
+    assert hparams["model.lr"].number_value == pytest.approx(1e-3) and hparams["seed"].number_value == 2
+    assert hparams["data"].string_value == "imdb"
+    assert {h.display_name for h in experiment.hparam_infos if h.differs} == {"model.hidden_size", "seed"}
+    shown = {m.name.tag for m in experiment.metric_infos}
+    assert {"summary/val_acc", "summary/test_acc"} <= shown
+    assert acc.Scalars("summary/val_acc")[-1].value == pytest.approx(metrics["val_acc"])
+    assert acc.Scalars("summary/test_acc")[-1].value == pytest.approx(metrics["test_acc"])
     assert "test/confusion_matrix" in acc.Tags()["images"]  # the classification test figure
 
 

@@ -23,7 +23,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 import seqlab.nn as snn
 
-torch.backends.__allow_nonbracketed_mutation_flag = True  # importing common_utils froze torch.backends flags
+# importing common_utils froze torch.backends flags (the module behind torch.backends holds the switch)
+torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
 
 OURS = {"LSTM": snn.LSTM, "LSTMCell": snn.LSTMCell, "GRU": snn.GRU, "GRUCell": snn.GRUCell}
 INFOS = {info.module_cls.__name__: info for info in common_modules.module_db if info.module_cls.__name__ in OURS}

@@ -250,3 +250,39 @@ def test_real_glove_6b_50d(tmp_path):
     assert m[2, 0].item() == pytest.approx(0.418)  # GloVe 6B 50d's first line: "the 0.418 0.24968 ..."
     assert torch.equal(m[2], m[3])  # "The" -> "the" (the 6B vocabulary is lowercased)
     assert stats == {"vocab_coverage": 4 / 5, "token_coverage": 3 / 4, "found": 4, "total": 5}
+
+
+def test_extend_vocab_keeps_the_words_the_vectors_know_with_their_vectors(tmp_path):
+    """model.extend_vocab: a test-only word and a rare training word that the vectors know get rows initialised
+    with their vectors; a test-only word the vectors do not know stays <unk>; the test-only word's row never moves
+    (no training batch holds it), the rare training word's row trains."""
+    import json
+
+    from conftest import REPO, make_imdb_tree
+    from hydra import compose, initialize_config_dir
+
+    from seqlab.train import train
+
+    root = tmp_path / "imdb"
+    make_imdb_tree(root)
+    (root / "aclImdb/test/pos/900_9.txt").write_text("zyzzyva marvellous qwxqwx", encoding="utf-8")
+    (root / "aclImdb/train/neg/900_2.txt").write_text("a dismal movie", encoding="utf-8")  # 'dismal' once
+    vec = tmp_path / "vecs.txt"
+    known = {"zyzzyva": 0.5, "dismal": -0.25, "movie": 0.125}
+    vec.write_text("".join(f"{w} " + " ".join([str(v)] * 8) + "\n" for w, v in known.items()), encoding="utf-8")
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}",
+            "model.embedding_dim=8", "model.hidden_size=8", f"model.vectors={vec}", "model.extend_vocab=true",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "threads=1", "data.tokenizer_workers=1"])
+    metrics = train(cfg)
+    assert metrics["vocab_extended_by"] == 2  # zyzzyva (test only) and dismal (below min_freq 2)
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    vocab = ckpt["seqlab"]["metadata"]["vocab"]
+    assert vocab[-2:] == sorted(["zyzzyva", "dismal"], key=vocab.index) and "qwxqwx" not in vocab
+    emb = ckpt["state_dict"]["net.encoder.embedding.weight"]
+    assert torch.equal(emb[vocab.index("zyzzyva")], torch.full((8,), known["zyzzyva"]))  # exactly the vector
+    dismal = emb[vocab.index("dismal")]
+    assert not torch.equal(dismal, torch.full((8,), known["dismal"]))  # trained from its vector...
+    torch.testing.assert_close(dismal, torch.full((8,), known["dismal"]), atol=0.05, rtol=0)  # ...a few steps
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["vocab_extended_by"] == 2

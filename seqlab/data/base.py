@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqlab.arguments import check_positive_int
 from seqlab.data import cache
 from seqlab.data.cache import Ragged
 from seqlab.data.chars import char_vocabulary, encode_chars
@@ -63,14 +64,6 @@ class SequenceDataset(Dataset):
         return n if self.max_length is None else n.clamp(max=self.max_length)
 
 
-def check_positive(key: str, value: Any, allow_none: bool = False) -> None:
-    """ConfigError naming `key` unless `value` is a positive integer (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer{' or null' if allow_none else ''}, got {value!r}.")
-
-
 class SequenceDataModule(pl.LightningDataModule):
     default_task = "classification"
     name = "base"
@@ -84,10 +77,10 @@ class SequenceDataModule(pl.LightningDataModule):
                  task: str | None = None, metadata: Metadata | None = None):
         super().__init__()
         for key in ("batch_size", "eval_batch_size"):
-            check_positive(f"data.{key}", locals()[key])
-        check_positive("data.max_length", max_length, allow_none=True)
-        check_positive("data.max_size", max_size, allow_none=True)
-        check_positive("data.min_freq", min_freq)
+            check_positive_int(f"data.{key}", locals()[key])
+        check_positive_int("data.max_length", max_length, allow_none=True)
+        check_positive_int("data.max_size", max_size, allow_none=True)
+        check_positive_int("data.min_freq", min_freq)
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"data.num_workers must be an integer >= 0, got {num_workers!r}.")
         if not 0.0 <= float(unk_replace) < 1.0:
@@ -103,6 +96,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.task_name = task or self.default_task
         self.task_class = get_task(self.task_name)
         self.given = metadata  # encode with this vocabulary and these labels (a checkpoint's) instead of building
+        self.extra_words: set[str] = set()  # word forms kept beyond the training vocabulary (extend_vocabulary)
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
         self.chars: list[str] | None = None
@@ -205,14 +199,43 @@ class SequenceDataModule(pl.LightningDataModule):
                             "checkpoint's (%d of its %d words do not occur in this data), so metrics can differ from "
                             "the training run's.", missing, len(self.given.vocab))
             return table
-        self.vocab = self._built_vocab(full_itos, counts)
-        kept = select_by_counts(counts, self.max_size, self.min_freq)
+        kept = self._kept_ids(full_itos, counts)
+        self.vocab = Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
         table[kept] = torch.arange(2, 2 + len(kept))
         return table
 
-    def _built_vocab(self, full_itos: list[str], counts: torch.Tensor) -> Vocab:
+    def _kept_ids(self, full_itos: list[str], counts: torch.Tensor) -> torch.Tensor:
+        """Full ids kept in the vocabulary: the training words by `min_freq` / `max_size`, then (after
+        `extend_vocabulary`) the other word forms of the data that are in the given word set, in full-id order."""
         kept = select_by_counts(counts, self.max_size, self.min_freq)
-        return Vocab([PAD, UNK, *(full_itos[i] for i in kept.tolist())])
+        if self.extra_words:
+            taken = torch.zeros(len(full_itos), dtype=torch.bool)
+            taken[kept] = True
+            extra = [i for i in range(2, len(full_itos)) if not taken[i] and full_itos[i] in self.extra_words]
+            kept = torch.cat([kept, torch.tensor(extra, dtype=torch.int64)])
+        return kept
+
+    def _built_vocab(self, full_itos: list[str], counts: torch.Tensor) -> Vocab:
+        return Vocab([PAD, UNK, *(full_itos[i] for i in self._kept_ids(full_itos, counts).tolist())])
+
+    def corpus_words(self) -> list[str]:
+        """Every word form of the corpus (all splits; after `setup`), kept in the vocabulary or not."""
+        if self.vocab is None:
+            self.setup()
+        return list(self.full_itos[2:])
+
+    def extend_vocabulary(self, words: set[str]) -> int:
+        """Keep also the corpus's word forms that are in `words` (e.g. those pretrained vectors know), though
+        training did not keep them (rare, or only in validation / test data); returns how many were added.
+        Rows of words absent from the training portion never receive a gradient, so they keep their initial
+        (pretrained) values; rare training words train like the others."""
+        if self.given is not None:
+            raise ConfigError("A datamodule that encodes with a checkpoint's vocabulary cannot extend it.")
+        before = len(self.vocab) if self.vocab is not None else None
+        self.extra_words = set(words)
+        self.datasets, self.vocab = {}, None
+        self.setup()
+        return len(self.vocab) - (before or len(self.vocab))
 
     def _label_names(self, names: list[str]) -> tuple[list[str], torch.Tensor | None]:
         """(label names, corpus label id -> model label id table or None). A checkpoint's labels keep their ids;

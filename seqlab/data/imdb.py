@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_CHECKSUM = "sha256:c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 LABELS = ["neg", "pos"]
-CORPUS_VERSION = 2  # bump when _build_corpus changes what it stores: cached corpora of other versions are not reused
+CORPUS_VERSION = 3  # bump when _build_corpus changes what it stores: cached corpora of other versions are not reused
 SUBDIRS = [f"{split}/{label}" for split in ("train", "test") for label in LABELS]
 
 

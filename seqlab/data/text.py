@@ -24,16 +24,20 @@ from seqlab.data.vocab import PAD, UNK, UNK_INDEX
 from seqlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-CORPUS_VERSION = 1  # bump when what _build_corpus stores changes
+CORPUS_VERSION = 2  # bump when what _build_corpus stores changes
 FILE_SPLITS = ("train", "val", "test")
 
 
 def classification_corpus(tokens: dict[str, list[list[str]]], labels: dict[str, list[int]],
                           names: list[str]) -> dict[str, Any]:
     """The cached-corpus dict of SequenceDataModule from tokenized splits: a full vocabulary sorted by training
-    frequency (ties alphabetical), token ids (an empty text becomes one `<unk>`), labels as a tensor per split."""
+    frequency (ties alphabetical) then the forms only in other splits, token ids (an empty text becomes one
+    `<unk>`), labels as a tensor per split."""
     counts = Counter(t for doc in tokens["train"] for t in doc)
     itos = [PAD, UNK, *sorted(counts, key=lambda t: (-counts[t], t))]
+    # Forms only in val/test follow (training count 0: never kept by min_freq/max_size, but a vocabulary extended
+    # from pretrained vectors can keep them; see SequenceDataModule.extend_vocabulary).
+    itos += sorted({t for split, docs in tokens.items() if split != "train" for doc in docs for t in doc} - set(counts))
     stoi = {t: i for i, t in enumerate(itos)}
     corpus: dict[str, Any] = {"itos": itos, "labels": list(names)}
     for split, docs in tokens.items():

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import torch
 
+from seqlab.arguments import check_positive_int
 from seqlab.data import cache
 from seqlab.data.download import download
 from seqlab.data.vocab import PAD, UNK
 from seqlab.errors import ConfigError, DataError
 
-__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors"]
+__all__ = ["KNOWN_VECTORS", "build_embedding_matrix", "read_vectors", "resolve_vectors", "words_with_vectors"]
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,14 @@ def _match(itos: list[str], spec: Path, dim: int, seed: int) -> dict:
     return {"matrix": matrix.contiguous(), "found": found, "std": std, "stats": stats}
 
 
+def words_with_vectors(words: list[str], spec: str, cache_dir: Path) -> set[str]:
+    """The `words` that the vectors file has a vector for, by `_match`'s rule (exact, then case-insensitive)."""
+    resolved = resolve_vectors(str(spec).strip(), Path(cache_dir))
+    found, _ = read_vectors(resolved, set(words) | {w.lower() for w in words})
+    known = set(found) | {w.lower() for w in found}
+    return {w for w in words if w in known or w.lower() in known}
+
+
 def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path, *, seed: int = 0,
                            train_counts: dict[str, int] | None = None) -> tuple[torch.Tensor, dict]:
     """Embedding matrix (len(itos), dim) float32 for a vocabulary, from pretrained vectors, and coverage stats.
@@ -229,8 +238,7 @@ def build_embedding_matrix(itos: list[str], spec: str, dim: int, cache_dir: Path
     "token_coverage" = share of training tokens (all keys of `train_counts`, so out-of-vocabulary tokens count as
     uncovered) whose vocabulary row was found, or None without `train_counts`.
     """
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
-        raise ConfigError(f"model.embedding_dim must be a positive integer, got {dim!r}.")
+    check_positive_int("model.embedding_dim", dim)
     spec = str(spec).strip()
     if spec in KNOWN_VECTORS and KNOWN_VECTORS[spec][1] != dim:  # fail before an 822 MB download
         d = KNOWN_VECTORS[spec][1]

@@ -48,7 +48,7 @@ class SeqModel(pl.LightningModule):
     """A SeqNet trained with the task's loss; metrics per split from the task's evaluators."""
 
     def __init__(self, metadata: Metadata | dict, optimizer: dict[str, Any] | None = None,
-                 scheduler: dict[str, Any] | None = None, vectors: str | None = None,
+                 scheduler: dict[str, Any] | None = None, vectors: str | None = None, extend_vocab: bool = False,
                  monitor: tuple[str, str] | list[str] | None = None, swa: dict[str, Any] | None = None,
                  **net_options: Any):
         super().__init__()
@@ -91,6 +91,8 @@ class SeqModel(pl.LightningModule):
                 close = difflib.get_close_matches(key, accepted, n=1)
                 hint = f"did you mean {close[0]}? " if close else ""
                 raise ConfigError(f"model.{key} is not an argument of SeqModel; {hint}accepted: {', '.join(accepted)}.")
+        if args.get("extend_vocab") and not args.get("vectors"):
+            raise ConfigError("model.extend_vocab=true keeps the words pretrained vectors know; set model.vectors too.")
         net_args = {k: v for k, v in args.items() if k not in TRAINING_KEYS}
         check_arguments("model", SeqNet, net_args, provided=("metadata",))
         defaults = {k: p.default for k, p in inspect.signature(SeqNet).parameters.items()
@@ -198,10 +200,6 @@ class SeqModel(pl.LightningModule):
         if exp is not None and self.trainer.is_global_zero and hasattr(exp, "add_figure"):
             self.task.test_report(self.evaluators["test"], exp)
         self.evaluators["test"].reset()
-
-    def on_fit_start(self) -> None:
-        if self.logger is not None:
-            self.logger.log_metrics({"num_parameters": float(self.num_parameters)}, step=0)
 
     def configure_optimizers(self):
         spec = dict(self.hparams.optimizer or {"_target_": "torch.optim.Adam", "lr": 1e-3})

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqlab.arguments import check_positive_int
 from seqlab.errors import ConfigError
 from seqlab.metadata import Metadata
 from seqlab.models.chars import CHAR_ENCODERS
@@ -18,15 +19,13 @@ from seqlab.models.encoder import BACKENDS, CELLS, PATHS, LSTMEncoder
 from seqlab.models.regularizers import adversarial_settings, check_regularizers, locked_rates
 
 # model-config keys that are about training, not the network (SeqModel takes them; SeqNet never sees them)
-TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "monitor", "swa")
+TRAINING_KEYS = ("optimizer", "scheduler", "vectors", "extend_vocab", "monitor", "swa")
 
 
 def check_architecture(cfg: dict[str, Any]) -> None:
     """ConfigError naming the model.* key of a bad architecture value."""
     for key in ("embedding_dim", "hidden_size", "num_layers", "char_dim", "char_hidden"):
-        v = cfg[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"model.{key} must be a positive integer, got {v!r}.")
+        check_positive_int(f"model.{key}", cfg[key])
     if isinstance(cfg["dropout"], bool) or not isinstance(cfg["dropout"], (int, float)) \
             or not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg['dropout']!r}.")

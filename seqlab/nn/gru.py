@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -25,13 +24,6 @@ class GRURecurrence(Recurrence):
 
     def prepare(self, w: Weights) -> tuple:
         return w["weight_ih"], w["weight_hh"], w["bias_ih"], w["bias_hh"]
-
-    def project(self, x: Tensor, prepared: tuple) -> Tensor:
-        w_ih, _, b_ih, _ = prepared
-        T, N, F_in = x.shape
-        flat = x.reshape(T * N, F_in)
-        xw = flat @ w_ih.t() if b_ih is None else torch.addmm(b_ih, flat, w_ih.t())
-        return xw.view(T, N, w_ih.size(0))
 
     def step(self, xw: Tensor, state: State, prepared: tuple) -> State:
         _, w_hh, _, b_hh = prepared

@@ -49,8 +49,13 @@ class Recurrence:
         raise NotImplementedError
 
     def project(self, x: Tensor, prepared: tuple) -> Tensor:
-        """Input projection of all steps: x (T, N, H_in) -> (T, N, G)."""
-        raise NotImplementedError
+        """Input projection of all steps: x (T, N, H_in) -> (T, N, G) = x W_ihᵀ + b, one matmul. By default
+        ``prepared`` starts (W_ih, _, b or None, ...): the bias added here (LSTM: both biases; GRU: b_ih alone)."""
+        w_ih, _, bias = prepared[:3]
+        T, N, F_in = x.shape
+        flat = x.reshape(T * N, F_in)
+        xw = flat @ w_ih.t() if bias is None else torch.addmm(bias, flat, w_ih.t())
+        return xw.view(T, N, w_ih.size(0))
 
     def step(self, xw: Tensor, state: State, prepared: tuple) -> State:
         """One step of n sequences: xw (n, G), state tensors (n, S) -> new state."""

@@ -23,13 +23,6 @@ class LSTMRecurrence(Recurrence):
         bias = None if w["bias_ih"] is None else w["bias_ih"] + w["bias_hh"]
         return w["weight_ih"], w["weight_hh"], bias, w.get("weight_hr")
 
-    def project(self, x: Tensor, prepared: tuple) -> Tensor:
-        w_ih, _, bias, _ = prepared
-        T, N, F_in = x.shape
-        flat = x.reshape(T * N, F_in)
-        xw = flat @ w_ih.t() if bias is None else torch.addmm(bias, flat, w_ih.t())
-        return xw.view(T, N, w_ih.size(0))
-
     def step(self, xw: Tensor, state: State, prepared: tuple) -> State:
         _, w_hh, _, w_hr = prepared
         h, c = lstm_pointwise(torch.addmm(xw, state[0], w_hh.t()), state[1])

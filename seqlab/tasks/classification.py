@@ -43,8 +43,9 @@ class Classification(Task):
         from seqlab.models import figures
 
         top_k = ALL_CLASSES_SHOWN if len(self.labels) > ALL_CLASSES_SHOWN else None
-        experiment.add_figure("test/confusion_matrix", figures.confusion_matrix_figure(
-            self.labels, evaluator.training_label_confusion().cpu(), top_k))
+        cm = evaluator.training_label_confusion().cpu()
+        experiment.add_figure("test/confusion_matrix", figures.confusion_matrix_figure(self.labels, cm, top_k))
+        experiment.add_text("test/confusion_matrix", figures.confusion_table(self.labels, cm))
 
     def record(self, tokens: list[str], pred: torch.Tensor, confidence: torch.Tensor) -> dict[str, Any]:
         return {"label": self.labels[int(pred)], "probability": round(float(confidence), 6)}

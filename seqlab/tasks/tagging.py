@@ -14,7 +14,7 @@ from seqlab.models.heads import CRFHead, TokenHead
 from seqlab.tasks import register_task
 from seqlab.tasks.base import Task
 
-TOP_TAGS_SHOWN = 12  # the confusion matrix shows the most frequent tags and folds the rest into "other"
+TOP_TAGS_SHOWN = 10  # the confusion matrix shows the most frequent tags and folds the rest into "other"
 
 
 @register_task("tagging")
@@ -73,6 +73,7 @@ class Tagging(Task):
         if cm[-1].sum() == 0:  # every gold tag of the test data is a training tag
             names, cm = names[:-1], cm[:-1, :-1]
         experiment.add_figure("test/confusion_matrix", figures.confusion_matrix_figure(names, cm, TOP_TAGS_SHOWN))
+        experiment.add_text("test/confusion_matrix", figures.confusion_table(names, cm))
         acc, support = evaluator.per_class()
         experiment.add_figure("test/per_class_accuracy",
                               figures.per_class_accuracy_figure(self.labels, acc.cpu(), support.cpu()))
