@@ -494,6 +494,30 @@ def test_swa_stopped_early_still_ends_with_the_average(tmp_path):
     assert any(not torch.equal(swa[k], last[k]) for k in swa if k.startswith("net."))
 
 
+def test_swa_stopped_by_max_time_ends_with_the_average_of_the_epochs_it_reached(tmp_path, monkeypatch):
+    """Training steps slowed to 0.15 s, a 5-second cap, 10 epochs planned: the cap stops training mid-run, and the
+    weights tested as swa.ckpt are the average of the epoch-start snapshots from epoch 2 on."""
+    import time
+
+    step = SeqModel.training_step
+
+    def slow(self, batch, batch_idx):
+        time.sleep(0.15)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SeqModel, "training_step", slow)
+    metrics = train_run(tmp_path, "run", "trainer.max_epochs=10", "trainer.max_time=00:00:00:05",
+                        "model.swa={swa_lrs:0.01,swa_epoch_start:2}", RECORD)
+    run = tmp_path / "run"
+    reached = sorted(int(f.stem.removeprefix("epoch")) for f in (run / "weights").glob("epoch*.pt"))
+    assert metrics["epochs"] < 10 and len(reached) >= 3  # stopped by the cap, after SWA started
+    snapshots = [torch.load(run / f"weights/epoch{e}.pt") for e in reached if e >= 1]
+    swa = torch.load(run / "checkpoints/swa.ckpt", weights_only=True)["state_dict"]
+    for name in snapshots[0]:
+        mean = torch.stack([s[name] for s in snapshots]).mean(0)
+        torch.testing.assert_close(swa[f"net.{name}"], mean, atol=1e-6, rtol=1e-5)
+
+
 PLATEAU = ("model.scheduler={_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,factor:0.5,patience:0,"
            "threshold:1.0,threshold_mode:abs}")  # no epoch improves by 1: the rate would halve after every epoch
 
