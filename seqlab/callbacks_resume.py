@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from seqlab.data.resumable import derived_seed
+from seqlab.data.resumable import derived_seed, seed_torch
 from seqlab.errors import ConfigError
 from seqlab.paths import user_path
 
@@ -43,7 +42,7 @@ class StepSeed(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        torch.manual_seed(derived_seed(self.seed, trainer.global_rank, trainer.global_step))
+        seed_torch(derived_seed(self.seed, trainer.global_rank, trainer.global_step))
 
 
 class PlateauStep(pl.Callback):

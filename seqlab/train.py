@@ -198,7 +198,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", monitor=monitor, mode=mode,  # last.ckpt: resume_callbacks
                            filename=f"best-epoch{{epoch:02d}}-{short}{{{monitor}:.4f}}", auto_insert_metric_name=False)
     resume = resume_callbacks(cfg.seed, run_dir / "checkpoints", cfg.get("checkpoint_every_n_steps"))
-    callbacks: list[pl.Callback] = [ckpt, EpochSummary(), *resume]
+    summary = EpochSummary()
+    callbacks: list[pl.Callback] = [ckpt, summary, *resume]
     governor = threads.governor(cfg.threads, bool(cfg.trainer.get("deterministic")))
     if governor is not None and cpu_processes(cfg) == 1:
         callbacks.append(governor)
@@ -230,6 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_checkpoint": last,
         "epochs": trainer.current_epoch,
         "num_parameters": model.num_parameters,
+        "train_tokens_per_s": round(summary.median_rate()) if summary.median_rate() else None,
         "wall_time_s": round(time.time() - start, 2),
         "overrides": overrides,
         **vector_stats,

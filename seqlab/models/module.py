@@ -15,7 +15,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
 
 from seqlab.data.vocab import IGNORE_INDEX
 from seqlab.errors import ConfigError
@@ -72,7 +71,9 @@ class SeqModel(pl.LightningModule):
         self.task = self.net.task
         self.monitor_name, self.monitor_mode = tuple(monitor) if monitor else monitored(self.task)
         self.evaluators = nn.ModuleDict({s: self.task.evaluator(s) for s in ("val", "test")})
-        self.train_acc = MeanMetric()  # running accuracy of the decoded training batches (progress bar, epoch line)
+        # Training loss and accuracy of the epoch so far, summed without a self.log() per step (that costs about as
+        # much as a small model's optimizer step): (loss * sequences, correct labels, labels, sequences).
+        self.train_sums = torch.zeros(4, dtype=torch.float64)
 
     @classmethod
     def check_config(cls, args: dict[str, Any]) -> None:
@@ -162,15 +163,33 @@ class SeqModel(pl.LightningModule):
             adv_loss = self._adversarial_loss(loss, embeddings, batch, rng)
             total = loss + self.net.adversarial["weight"] * adv_loss
             self.log("train/adv_loss", adv_loss, on_step=True, on_epoch=True, batch_size=bs)
-        self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=bs,
-                 sync_dist=not training)
         if training:
             real = labels != IGNORE_INDEX
-            self.train_acc.update((preds[real] == labels[real]).float())
-            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+            step = torch.stack([loss.detach() * bs, (preds[real] == labels[real]).sum(), real.sum(),
+                                loss.new_tensor(bs)])
+            self.train_sums += step.to(device="cpu", dtype=torch.float64)
+            every = self._trainer.log_every_n_steps if self._trainer is not None else 0  # Lightning writes step
+            # values at these steps only; outside a Trainer (tests calling _step) nothing is logged
+            if every and (self.global_step + 1) % every == 0:
+                self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
         else:
+            self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
             self.task.update(self.evaluators[split], preds, batch)
         return total
+
+    def train_epoch_means(self) -> dict[str, float]:
+        """{"train/loss", "train/acc"} over the epoch's training batches so far (this process's)."""
+        loss_sum, correct, count, sequences = self.train_sums.tolist()
+        return {"train/loss": loss_sum / sequences, "train/acc": correct / count} if sequences else {}
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's training loss and accuracy: TensorBoard, and what a scheduler or callback may monitor."""
+        means = self.train_epoch_means()
+        if means:
+            self.log_dict(means, on_step=False, on_epoch=True, batch_size=1)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
