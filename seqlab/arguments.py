@@ -21,13 +21,15 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
-
 from seqlab.errors import ConfigError
 
-# What torch and Lightning raise for a bad argument (MisconfigurationException is Lightning's).
-BUILD_ERRORS = (ValueError, TypeError, AttributeError, KeyError, RuntimeError, ImportError, ArithmeticError,
-                MisconfigurationException)
+
+def build_errors() -> tuple[type[BaseException], ...]:
+    """What torch and Lightning raise for a bad argument (MisconfigurationException is Lightning's). Imported here,
+    not at the top: the predict path imports this module (check_positive_int) and must not pay for Lightning."""
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+    return (ValueError, TypeError, AttributeError, KeyError, RuntimeError, ImportError, ArithmeticError,
+            MisconfigurationException)
 
 
 def is_int(v: Any) -> bool:
@@ -119,17 +121,18 @@ def _quiet() -> Iterator[None]:
 
 def build_checked(where: str, build: Callable[..., Any], args: dict[str, Any], what: str) -> None:
     """Build with `args`; on an exception name the first key that fails alone (else `where` as a whole)."""
+    errors = build_errors()
     try:
         with _quiet():
             build(**args)
         return
-    except BUILD_ERRORS as e:
+    except errors as e:
         error = e
     for key, value in args.items():
         try:
             with _quiet():
                 build(**{key: value})
-        except BUILD_ERRORS as e:
+        except errors as e:
             raise ConfigError(f"{where}.{key}={value!r} is rejected by {what} ({_one_line(e)}); change or remove "
                               "it.") from None
     settings = ", ".join(f"{where}.{k}={v!r}" for k, v in args.items())

@@ -193,6 +193,9 @@ def test_tagging_looks_up_lowercased_but_prints_the_original_tokens(runs, capsys
     assert [w.split("/")[1] for w in lower] == upper["tags"] and lower[0].startswith("the/")
 
 
+HEAVY = {"pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf", "torchmetrics"}
+
+
 def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
     """The real script in a fresh process: JSON lines from stdin; no datamodule imported, no cache created."""
     ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
@@ -202,7 +205,9 @@ def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
              "try:\n    runpy.run_path(%r, run_name='__main__')\n"
              "except SystemExit as e:\n    code = e.code\n"
              "print('MODULES', sorted(m for m in sys.modules if m.startswith('seqlab.data')), file=sys.stderr)\n"
+             "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in HEAVY), file=sys.stderr)\n"
              "sys.exit(code)\n") % str(REPO / "scripts/predict.py")
+    probe = f"HEAVY = {sorted(HEAVY)!r}\n" + probe
     env = {**os.environ, "SEQLAB_CACHE_DIR": str(tmp_path / "no-cache"), "SEQLAB_DATA_DIR": str(tmp_path / "none")}
     stdin = "Superb, wonderful, brilliant: I loved it.\n\nAwful, boring, terrible: I hated it.\n"
     proc = subprocess.run([sys.executable, "-c", probe], input=stdin, cwd=tmp_path, env=env, capture_output=True,
@@ -212,7 +217,8 @@ def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
     assert [r["label"] for r in lines] == ["pos", None, "neg"]
     in_process = Predictor.from_checkpoint(ckpt).predict(stdin.splitlines())
     assert [r["probability"] for r in lines] == [p.record["probability"] for p in in_process]
-    loaded = proc.stderr.split("MODULES", 1)[1]
+    loaded, heavy = proc.stderr.split("MODULES", 1)[1].split("HEAVY", 1)
+    assert heavy.split() == ["[]"]  # the predict path pays for none of Lightning, Hydra, omegaconf
     assert "seqlab.data.imdb" not in loaded and "seqlab.data.pos" not in loaded and "seqlab.data.base" not in loaded
     assert not (tmp_path / "no-cache").exists() and sorted(os.listdir(tmp_path)) == []
 
