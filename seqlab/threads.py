@@ -88,9 +88,11 @@ def parallel_share(hydra_cfg: Any) -> tuple[int, int] | None:
         return None
 
 
-def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: float = 0.3) -> int | None:
+def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: float = 0.3,
+              probe: LoadProbe | None = None) -> int | None:
     """Apply `threads` (an int, "auto" or None) to torch; returns the thread count set (None: torch's default).
-    `processes`: training processes of this run on this machine (DDP on CPU), which share the free cores."""
+    `processes`: training processes of this run on this machine (DDP on CPU), which share the free cores.
+    `probe`: a LoadProbe started earlier (e.g. before start-up work), read now instead of waiting `probe_s`."""
     import torch
 
     if setting is None:
@@ -110,8 +112,9 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
         torch.set_num_threads(len(mine))
         log.info("threads=auto: parallel job %d of %d, %d thread(s) on cores %s", slot + 1, n, len(mine), mine)
         return len(mine)
-    probe = LoadProbe()
-    time.sleep(probe_s)
+    if probe is None:
+        probe = LoadProbe()
+        time.sleep(probe_s)
     busy = probe.sample()
     threads = max(1, free_cores(busy, len(cpus)) // max(1, processes))
     torch.set_num_threads(threads)

@@ -199,8 +199,10 @@ HEAVY = {"pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaco
 def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
     """The real script in a fresh process: JSON lines from stdin; no datamodule imported, no cache created."""
     ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
-    probe = ("import runpy, sys\n"
+    probe = ("import os, runpy, sys\n"
              f"sys.argv = ['predict.py', 'ckpt={ckpt}', 'input=-', 'format=json']\n"
+             "def _exit(code):\n    raise SystemExit(code)\n"
+             "os._exit = _exit  # the script ends with os._exit; this probe has more to print\n"
              "code = 0\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\n"
              "except SystemExit as e:\n    code = e.code\n"
@@ -221,6 +223,44 @@ def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
     assert heavy.split() == ["[]"]  # the predict path pays for none of Lightning, Hydra, omegaconf
     assert "seqlab.data.imdb" not in loaded and "seqlab.data.pos" not in loaded and "seqlab.data.base" not in loaded
     assert not (tmp_path / "no-cache").exists() and sorted(os.listdir(tmp_path)) == []
+
+
+def test_predict_command_flushes_everything_before_its_fast_exit(runs, tmp_path):
+    """The script as users run it: it ends with os._exit (no module teardown), so every line must still be written,
+    through a pipe, and an error must still give exit code 2 and its message."""
+    ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
+    texts = [f"Superb film number {i}, wonderful and brilliant." if i % 2 else f"Awful film {i}, boring." for i in
+             range(3000)]  # two input chunks; ~60 kB of output, more than a pipe holds
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    cmd = [sys.executable, str(REPO / "scripts/predict.py"), f"ckpt={ckpt}", f"input={tmp_path / 'in.txt'}",
+           "format=json", "threads=auto"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as for users
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    expected = Predictor.from_checkpoint(ckpt).predict(texts)
+    assert [r["label"] for r in records] == [p.record["label"] for p in expected]
+    (tmp_path / "blank.txt").write_text("\n\n")  # an error after output: both must come out
+    proc = subprocess.run(cmd[:3] + [f"input={tmp_path / 'blank.txt'}"], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 2 and proc.stdout == "\n\n" and proc.stderr.startswith("error: ")
+
+
+def test_predict_threads_setting(runs, capsys, monkeypatch):
+    """threads=auto takes the cores other processes leave free, measured over start-up; an integer is used as is."""
+    from seqlab import threads
+
+    ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "allowed_cpus", lambda: [0, 1])
+        monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 1.0)  # another process keeps a core busy
+        assert run_cli(capsys, f"ckpt={ckpt}", "text=good")[0] == 0 and torch.get_num_threads() == 1
+        monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 0.0)  # idle
+        assert run_cli(capsys, f"ckpt={ckpt}", "text=good", "threads=auto")[0] == 0 and torch.get_num_threads() == 2
+        assert run_cli(capsys, f"ckpt={ckpt}", "text=good", "threads=1")[0] == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------
@@ -252,6 +292,7 @@ def test_bad_arguments_and_empty_text(runs, tmp_path, capsys):
         ([f"ckpt={ckpt}", "text=<br /><br />"], "text has no tokens"),
         ([f"ckpt={ckpt}", "text=good", "colour=red"], "Unknown argument 'colour=red'"),
         ([f"ckpt={ckpt}", "text=good", "batch_size=0"], "batch_size must be a positive integer"),
+        ([f"ckpt={ckpt}", "text=good", "threads=many"], "threads must be a positive integer, auto or null"),
         ([f"ckpt={ckpt}", f"input={tmp_path / 'missing.txt'}"], "not found"),
         ([f"ckpt={ckpt}", "text=good", "device=gpu0"], "device must be cpu, cuda or cuda:N"),
     ]:
