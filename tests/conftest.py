@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import tarfile
 from pathlib import Path
@@ -12,6 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 POS_WORDS = ["great", "wonderful", "superb", "moving", "brilliant", "loved"]
 NEG_WORDS = ["awful", "boring", "terrible", "dull", "waste", "hated"]
 FILLER = ["the", "movie", "film", "was", "and", "a", "plot", "actors", "it", "this", "story", "i"]
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers():
+    """A script run in process (runpy, Hydra's job logging) leaves handlers on the root logger that write to this
+    test's captured streams; once pytest closes them, a later test's log line fails ("I/O operation on closed
+    file"). Each test ends with the root logger's handlers and level as it found them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def make_imdb_tree(root: Path, n_per_class: int = 12, seed: int = 0) -> Path:
