@@ -12,6 +12,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+from seqlab.cli import run_hydra
 from seqlab.errors import SeqlabError, report
 
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning's own use of a deprecated torch API
@@ -32,4 +33,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra(main, "scripts/eval.py")  # a config Hydra cannot compose: one error line, exit 2

@@ -8,13 +8,20 @@ metric the jobs monitor; jobs that differ only in `seed` are grouped (mean ± st
 import argparse
 import sys
 
-from seqlab.errors import SeqlabError, report
+from seqlab.errors import ConfigError, SeqlabError, report
 from seqlab.sweep.summary import summarize
 from seqlab.sweep.tables import write_summary
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A bad argument is one `error:` line (exit 2), as in seqlab's other commands."""
+        usage = self.format_usage().strip().removeprefix("usage: ")
+        sys.exit(report(ConfigError(f"{message}; usage: {usage}")))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a multirun directory holding <num>_<name>/ job folders")
     parser.add_argument("--metric", default=None,
                         help="metrics.json key to rank by (default: the metric the jobs monitor, e.g. val_acc)")

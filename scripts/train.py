@@ -16,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from seqlab.cli import as_config_error, run_hydra
 from seqlab.errors import SeqlabError, report
+from seqlab.naming import task_overrides
 from seqlab.sweep.callback import exit_status
 from seqlab.sweep.ddp import ddp_ready_job
 from seqlab.sweep.jobs import DEFAULT_MONITOR, write_error
@@ -34,9 +36,10 @@ def main(cfg: DictConfig) -> float | None:
         with ddp_ready_job(hc) if multirun else nullcontext():
             metrics = train(cfg)
         return metrics.get(metrics.get("monitor", DEFAULT_MONITOR[0]))  # the value Hydra sweepers optimise
-    except Exception as e:
+    except Exception as error:
+        e = as_config_error(error)  # e.g. an interpolation (${...}) that does not resolve
         write_error(Path(cfg.paths.output_dir or hc.runtime.output_dir), e, time.time() - start,
-                    list(hc.overrides.task))
+                    task_overrides(hc))
         user_error = isinstance(e, SeqlabError)
         if multirun:
             # Hydra's basic sweeper would abort the sweep after this batch (and a SystemExit at once): record the
@@ -52,7 +55,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
-        main()
-    except SystemExit as e:  # a single run's user error (2); Hydra's own errors, e.g. a sweeper that raised (1)
+        run_hydra(main)  # a config Hydra cannot compose (data=imbd, model.hiden_size=4): one error line, exit 2
+    except SystemExit as e:  # a single run's user error (2); a sweeper that raised (1)
         sys.exit(exit_status(e.code))
     sys.exit(exit_status(0))

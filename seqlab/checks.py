@@ -31,7 +31,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from seqlab.arguments import (
     build_checked,
@@ -42,9 +44,11 @@ from seqlab.arguments import (
     resolve_target,
 )
 from seqlab.callbacks_resume import resolve_ckpt_path
+from seqlab.cli import resolution_message
 from seqlab.data.vectors import KNOWN_VECTORS, resolve_vectors
 from seqlab.errors import ConfigError
 from seqlab.paths import user_path
+from seqlab.tasks import get_task
 
 SET_BY_SEQLAB = {"trainer": ("logger", "callbacks", "default_root_dir", "use_distributed_sampler"),
                  "early_stopping": ("monitor", "mode")}
@@ -143,7 +147,7 @@ def check_top_level(cfg: DictConfig) -> None:
         raise ConfigError(f"flush_denormal must be true or false, got {cfg.get('flush_denormal')!r}.")
     every = cfg.get("checkpoint_every_n_steps")
     if not (every is None or (is_int(every) and every >= 0)):
-        raise ConfigError(f"checkpoint_every_n_steps must be a positive integer or null (off), got {every!r}.")
+        raise ConfigError(f"checkpoint_every_n_steps must be a positive integer, or 0 or null (off), got {every!r}.")
     path = resolve_ckpt_path(cfg.get("ckpt_path"))
     if path not in (None, "last") and not zipfile.is_zipfile(path):
         raise ConfigError(f"ckpt_path {path} is not a checkpoint (not a file written by torch.save); give a .ckpt "
@@ -204,10 +208,32 @@ def check_swa(value: Any, trainer: Any) -> None:
                           "would never be averaged; give an earlier epoch (or a fraction of max_epochs).")
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """Every `${...}` interpolation resolves (OmegaConf would raise where the value is first read)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(resolution_message(e)) from None
+
+
+def check_task_head(cfg: DictConfig) -> None:
+    """`model.head` against the heads of the data's task (`data.task`, else its datamodule's default task)."""
+    name = cfg.data.get("task")
+    if not name:
+        try:
+            name = getattr(get_class(cfg.data._target_), "default_task", None)
+        except Exception:  # a datamodule that cannot be imported fails, with its own message, where it is built
+            return
+    if name:
+        get_task(name).check_head(cfg.model.get("head") or "linear")
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one sentence naming the key; DataError for a missing vectors file) for a setting torch,
     Lightning or Hydra would fail on later."""
+    check_resolves(cfg)
     check_top_level(cfg)
+    check_task_head(cfg)
     check_early_stopping(cfg.get("early_stopping"))
     check_callbacks(cfg.get("callbacks"))
     check_optimization(_plain(cfg.model.get("optimizer")), _plain(cfg.model.get("scheduler")))

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab import threads
+from seqlab.arguments import build_checked
 from seqlab.data.cache import atomic_write_text
 from seqlab.errors import ConfigError, DataError
 from seqlab.inference import read_checkpoint
@@ -84,9 +85,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(ckpt_path)
     run = run_config(ckpt_path, cfg.run_config)
     apply_overrides(run, cfg)
-    threads.configure(cfg.get("threads") or run.get("threads"))
+    threads.configure(cfg.threads if cfg.get("threads") is not None else run.get("threads"))
     if run.flush_denormal:
         torch.set_flush_denormal(True)
+    trainer_args = {"accelerator": cfg.accelerator or run.trainer.accelerator, "devices": 1,
+                    "precision": run.trainer.precision, "deterministic": run.trainer.deterministic}
+    build_checked("trainer", lambda **a: pl.Trainer(logger=False, enable_checkpointing=False, **a), trainer_args,
+                  "pytorch_lightning.Trainer")  # a bad accelerator: one sentence, before the data is read
 
     model, metadata = load_module(checkpoint)
     dm = build_datamodule(run, metadata=metadata)  # encoded with the checkpoint's vocabulary and labels
@@ -95,10 +100,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not dm.has_split(cfg.split):
         raise ConfigError(f"The run's data has no {cfg.split} split; give data.{cfg.split}_file or split=val.")
 
-    trainer = pl.Trainer(accelerator=cfg.accelerator or run.trainer.accelerator, devices=1,
-                         precision=run.trainer.precision, deterministic=run.trainer.deterministic, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         use_distributed_sampler=False)
+    trainer = pl.Trainer(**trainer_args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, use_distributed_sampler=False)
     run_split = trainer.test if cfg.split == "test" else trainer.validate
     results = run_split(model, datamodule=dm, verbose=False)[0]
     metrics: dict[str, Any] = model.task.as_metrics(results)

@@ -166,6 +166,8 @@ def read_lines(source: str) -> Iterator[str]:
     import sys
 
     name = "stdin" if source == "-" else source
+    if source != "-" and Path(source).expanduser().is_dir():
+        raise DataError(f"Input {source} is a folder; give input=FILE (one text per line) or input=- for stdin.")
     if source != "-" and not Path(source).expanduser().is_file():
         raise DataError(f"Input file {source} not found; give input=FILE (one text per line) or input=- for stdin.")
     stream = sys.stdin.buffer if source == "-" else open(Path(source).expanduser(), "rb")  # noqa: SIM115

@@ -110,11 +110,17 @@ def _is_multirun(hc: DictConfig) -> bool:
     return getattr(mode, "name", mode) == "MULTIRUN"
 
 
+def task_overrides(hc: DictConfig) -> list[str]:
+    """The command-line overrides of the run whose Hydra config is `hc`, as typed: a value holding `${...}` is kept
+    as written (iterating the ListConfig would resolve it, and fail on one that does not resolve)."""
+    return [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]
+
+
 def run_name(hc: DictConfig | None) -> str:
     """The name of the run whose Hydra config is `hc` (HydraConfig.get(), or a job config's `hydra` node)."""
     if hc is None:
         return "defaults"
-    overrides = [str(o) for o in hc.overrides.task]
+    overrides = task_overrides(hc)
     exclude = set(OmegaConf.select(hc, "job.config.override_dirname.exclude_keys", default=[]) or [])
     if _is_multirun(hc):
         keys = varying_keys(hc) & {split_override(o)[0] for o in overrides}

@@ -26,7 +26,7 @@ from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_wit
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.metadata import Metadata
 from seqlab.models.module import monitored
-from seqlab.naming import tensorboard_location
+from seqlab.naming import task_overrides, tensorboard_location
 from seqlab.paths import user_path
 from seqlab.swa import swa_callback, validate_average
 
@@ -38,7 +38,7 @@ def _run_identity(cfg: DictConfig) -> tuple[Path, dict[str, Any], list[str]]:
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         out = Path(cfg.paths.output_dir or hc.runtime.output_dir)
-        return out, tensorboard_location(out, hc), list(hc.overrides.task)
+        return out, tensorboard_location(out, hc), task_overrides(hc)
     if not cfg.paths.output_dir:
         raise ValueError("paths.output_dir must be set when train() runs outside a Hydra app")
     return Path(cfg.paths.output_dir), tensorboard_location(Path(cfg.paths.output_dir), None), []
@@ -211,6 +211,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks += [swa] if swa is not None else []  # model.swa: stochastic weight averaging (seqlab/swa.py)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
+    if cfg.get("ckpt_path") == "last" and not list((run_dir / "checkpoints").glob("last*.ckpt")):
+        log.warning("ckpt_path=last: %s holds no last*.ckpt yet, so training starts afresh (to resume, set "
+                    "hydra.run.dir to the interrupted run's folder).", run_dir / "checkpoints")
     trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
     best, last = ckpt.best_model_path or None, latest_checkpoint(run_dir / "checkpoints")  # before test() reloads
     averaged = validate_average(trainer, model, dm, swa, ckpt, monitor, mode) if swa is not None else {}

@@ -87,10 +87,15 @@ def test_bad_values_fail_with_one_clear_sentence(tmp_path, override, message):
 
 
 def test_unknown_key_and_option_are_rejected(tmp_path):
+    """What Hydra cannot compose is one error line and exit 2 through the real command too."""
     proc = run_train(tmp_path, "model.hiden_size=4", check=False)
-    assert proc.returncode != 0 and "hiden_size" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: model.hiden_size is not a key of this config; "
+                                                           "did you mean hidden_size?")
+    assert proc.stderr.count("\n") == 1, proc.stderr
     proc = run_train(tmp_path, "data=imbd", check=False)
-    assert proc.returncode != 0 and "imbd" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: data=imbd is not an option of the config group "
+                                                           "data; did you mean imdb?")
+    assert proc.stderr.count("\n") == 1, proc.stderr
 
 
 def test_missing_data_is_reported(tmp_path):

@@ -70,7 +70,7 @@ BAD = [
     ("seed=abc", "seed must be an integer"),
     ("seed=-1", "seed must be an integer in [0, 2**32)"),
     ("flush_denormal=maybe", "flush_denormal must be true or false"),
-    ("checkpoint_every_n_steps=-1", "checkpoint_every_n_steps must be a positive integer or null"),
+    ("checkpoint_every_n_steps=-1", "checkpoint_every_n_steps must be a positive integer, or 0 or null (off)"),
     ("ckpt_path=missing.ckpt", "missing.ckpt is not a file"),
     ("ckpt_path=notes.txt", "notes.txt is not a checkpoint"),
     ("callbacks=5", "callbacks must be a mapping"),
@@ -83,6 +83,20 @@ BAD = [
                                                   "pytorch_lightning"),
     ("+callbacks.mine._target_=nowhere.Callback", "callbacks.mine._target_=nowhere.Callback cannot be imported"),
     ("+callbacks.mine._target_=pytorch_lightning.callbacks.EarlyStopping", "callbacks.mine needs monitor"),
+    # what Hydra itself cannot compose (it would print a block and exit 1) and values it cannot resolve
+    ("data=imbd", "data=imbd is not an option of the config group data; did you mean imdb? use one of btc, conll, "
+                  "imdb, pos, sst2, text."),
+    ("backend=nope", "backend=nope is not an option of the config group backend; use one of custom, torch."),
+    ("model.hiden_size=4", "model.hiden_size is not a key of this config; did you mean hidden_size? check the "
+                           "spelling"),
+    ("trainer.accumulate_grad_batches=2", "add a new key with +trainer.accumulate_grad_batches=..."),
+    ("trainer.max_epochs=[1", "cannot parse the override 'trainer.max_epochs=[1'"),
+    ("model.hidden_size=${nope}", "model.hidden_size: Interpolation key 'nope' not found; fix the ${...} "
+                                  "interpolation"),
+    ("trainer.max_epochs=${oc.env:SEQLAB_TEST_UNSET_VARIABLE}", "trainer.max_epochs: Environment variable "
+                                                                "'SEQLAB_TEST_UNSET_VARIABLE' not found"),
+    # the task's heads are known from the data config alone: no data is read before this error
+    ("model.head=crf", "model.head=crf does not apply to the classification task; use one of linear."),
 ]
 if not torch.cuda.is_available():
     BAD.append(("trainer.accelerator=gpu", "trainer.accelerator='gpu' is rejected"))

@@ -132,6 +132,10 @@ def test_evaluate_reports_user_errors(top, runs, tmp_path):
         evaluate(eval_cfg(top, ckpt=str(moved)))
     with pytest.raises(ConfigError, match="data.test_file does not apply"):
         evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], **{"data.test_file": "x.conllu"}))
+    with pytest.raises(ConfigError, match=r"trainer.accelerator='foo' is rejected by pytorch_lightning.Trainer"):
+        evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], accelerator="foo"))
+    with pytest.raises(ConfigError, match="threads must be a positive integer, auto or null, got 0"):
+        evaluate(eval_cfg(top, ckpt=m["best_checkpoint"], threads=0))  # not taken as "unset"
     out = evaluate(eval_cfg(top, ckpt=str(moved), run_config=str(runs["imdb", "torch"] / ".hydra/config.yaml"),
                             output=str(tmp_path / "m.json")))
     assert out["test_acc"] == m["test_acc"]
@@ -294,6 +298,7 @@ def test_bad_arguments_and_empty_text(runs, tmp_path, capsys):
         ([f"ckpt={ckpt}", "text=good", "batch_size=0"], "batch_size must be a positive integer"),
         ([f"ckpt={ckpt}", "text=good", "threads=many"], "threads must be a positive integer, auto or null"),
         ([f"ckpt={ckpt}", f"input={tmp_path / 'missing.txt'}"], "not found"),
+        ([f"ckpt={ckpt}", f"input={tmp_path}"], f"Input {tmp_path} is a folder; give input=FILE"),
         ([f"ckpt={ckpt}", "text=good", "device=gpu0"], "device must be cpu, cuda or cuda:N"),
     ]:
         code, out, err = run_cli(capsys, *argv)

@@ -365,7 +365,7 @@ def test_each_ablation_variant_changes_one_setting_of_imdb_cpu_and_passes_the_ch
 
     from seqlab.checks import check_train_config
 
-    base = OmegaConf.to_container(compose_train("experiment=imdb_cpu").model)
+    base = OmegaConf.to_container(compose_train("experiment=imdb_cpu", "model.swa=null").model)  # the baseline
     cfg = compose_train("experiment=imdb_ablation", f"ablation={name}")
     check_train_config(cfg)
     model = OmegaConf.to_container(cfg.model)
@@ -374,6 +374,15 @@ def test_each_ablation_variant_changes_one_setting_of_imdb_cpu_and_passes_the_ch
                 "onecycle": ["scheduler"], "warmup_cosine": ["scheduler"]}.get(name, [name])
     assert changed == expected
     assert OmegaConf.to_container(cfg.trainer) == OmegaConf.to_container(compose_train("experiment=imdb_cpu").trainer)
+
+
+def test_imdb_cpu_is_the_ablation_baseline_plus_its_winner():
+    """The recipe adopted the option that validated best (swa); the ablation's baseline is the recipe without it."""
+    from omegaconf import OmegaConf
+
+    recipe = OmegaConf.to_container(compose_train("experiment=imdb_cpu"))
+    assert recipe["model"]["swa"] == {"swa_lrs": 1e-3, "swa_epoch_start": 0.6, "annealing_epochs": 1}
+    assert OmegaConf.to_container(compose_train("experiment=imdb_ablation", "ablation=swa")) == recipe
 
 
 def test_the_ablation_covers_every_option():

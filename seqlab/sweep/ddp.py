@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from omegaconf import DictConfig, read_write
 
+from seqlab.naming import task_overrides
+
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
@@ -22,7 +24,7 @@ def ddp_ready_job(hc: DictConfig) -> Iterator[None]:
     rank variables behind, or the next job would wait for ranks that never come.
     """
     argv, env = sys.argv, {k: os.environ.get(k) for k in DDP_ENV}
-    sys.argv = [argv[0], *hc.overrides.task, "hydra.mode=RUN"]
+    sys.argv = [argv[0], *task_overrides(hc), "hydra.mode=RUN"]
     with read_write(hc):
         hc.run.dir = hc.runtime.output_dir
     try:

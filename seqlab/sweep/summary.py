@@ -123,6 +123,8 @@ def summarize(sweep_dir: Path, metric: str | None = None, mode: str | None = Non
     """The jobs of `sweep_dir`, ranked by `metric` (None: the jobs' monitored metric), `mode` first (None: the
     monitor's mode, else min for losses and max for the rest)."""
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"{sweep_dir} is a file; pass the sweep folder, such as outputs/multirun/<time>.")
     if not sweep_dir.is_dir():
         raise ConfigError(f"Sweep directory {sweep_dir} does not exist; pass a folder such as outputs/multirun/<time>.")
     rows = [load_job(d) for d in job_dirs(sweep_dir)]

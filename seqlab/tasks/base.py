@@ -48,10 +48,12 @@ class Task:
         """The output head (see seqlab.models.heads for the interface); `options` are the model config's."""
         raise NotImplementedError
 
-    def check_head(self, head: str) -> None:
-        if head not in self.heads:
-            raise ConfigError(f"model.head={head} does not apply to the {self.name} task; use one of "
-                              f"{', '.join(self.heads)}.")
+    @classmethod
+    def check_head(cls, head: str) -> None:
+        """`model.head` is one of this task's heads (checked from the config alone, before any data is read)."""
+        if head not in cls.heads:
+            raise ConfigError(f"model.head={head} does not apply to the {cls.name} task; use one of "
+                              f"{', '.join(cls.heads)}.")
 
     # -- evaluation ------------------------------------------------------------------------------------------------
     def evaluator(self, split: str) -> nn.Module:
