@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from seqlab.cli import as_config_error, run_hydra
 from seqlab.errors import SeqlabError, report
 from seqlab.naming import task_overrides
-from seqlab.sweep.callback import exit_status
+from seqlab.sweep.callback import exit_status, summarize_multirun
 from seqlab.sweep.ddp import ddp_ready_job
 from seqlab.sweep.jobs import DEFAULT_MONITOR, write_error
 from seqlab.train import train
@@ -56,6 +56,12 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     try:
         run_hydra(main)  # a config Hydra cannot compose (data=imbd, model.hiden_size=4): one error line, exit 2
-    except SystemExit as e:  # a single run's user error (2); a sweeper that raised (1)
+    except SystemExit as e:  # a single run's user error (2)
         sys.exit(exit_status(e.code))
+    except Exception as e:  # a sweeper that raised after its jobs ran (Optuna, when no trial completed)
+        status = exit_status(1)  # prints the summary and, when jobs failed, the error line that says why
+        if status == 1 and not summarize_multirun():
+            raise
+        print(f"warning: the sweeper stopped with {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(status)
     sys.exit(exit_status(0))
