@@ -62,25 +62,31 @@ def main(argv: list[str] | None = None, cold_start: bool = False) -> int:
     """`cold_start` (the command line): no garbage collection during start-up (importing torch and spaCy, loading the
     model), which creates about a million objects that live to the end: collecting among them cost ~0.4 s here. It
     is back on, with those objects frozen, for the input."""
+    tokenizer = None
     try:
         cfg = parse(sys.argv[1:] if argv is None else argv)
+        from seqlab.data.tokenize import TokenizerProcess
         from seqlab.threads import LoadProbe, configure
 
-        probe = LoadProbe()  # start-up (importing torch, loading the checkpoint) doubles as the load sample
         if cold_start:
             gc.disable()
-        from seqlab.data.tokenize import get_tokenizer
+        if cold_start and cfg["tokenizer"] != "whitespace" and TokenizerProcess.available:
+            tokenizer = TokenizerProcess()  # imports spaCy while this process imports torch; tokenizes from then on
+        probe = LoadProbe()  # start-up (importing torch, loading the checkpoint) doubles as the load sample
         from seqlab.inference import Predictor, read_lines
 
         predictor = Predictor.from_checkpoint(cfg["ckpt"], cfg["device"], cfg["tokenizer"])
-        configure(cfg["threads"], probe=probe)
-        get_tokenizer(predictor.tokenizer_spec)  # spaCy's import, still part of start-up
+        configure(cfg["threads"], probe=probe)  # the tokenizer process is one of the loads it sees
+        if tokenizer is None:
+            from seqlab.data.tokenize import get_tokenizer
+
+            get_tokenizer(predictor.tokenizer_spec)  # spaCy's import, still part of start-up
         if cold_start:
             gc.enable()
             gc.freeze()
         texts = [cfg["text"]] if cfg["text"] is not None else read_lines(cfg["input"])
         lines = nonempty = 0
-        for n, p in enumerate(predictor.predict_stream(texts, cfg["batch_size"], cfg["chunk"]), 1):
+        for n, p in enumerate(predictor.predict_stream(texts, cfg["batch_size"], cfg["chunk"], tokenizer), 1):
             lines += 1
             nonempty += bool(p.tokens)
             where = "the text" if cfg["text"] is not None else f"line {n}"
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None, cold_start: bool = False) -> int:
     except BrokenPipeError:  # e.g. `| head`: the reader has gone, nothing left to say
         sys.stderr.close()
         return 0
+    finally:
+        if tokenizer is not None:
+            tokenizer.close()
     return 0
 
 

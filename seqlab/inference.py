@@ -17,7 +17,7 @@ import torch
 
 from seqlab.data.chars import encode_chars
 from seqlab.data.collate import pad
-from seqlab.data.tokenize import canonical, get_tokenizer
+from seqlab.data.tokenize import TokenizerProcess, canonical, get_tokenizer
 from seqlab.data.vocab import PAD_INDEX, UNK_INDEX
 from seqlab.errors import ConfigError, DataError
 from seqlab.metadata import Metadata
@@ -113,7 +113,10 @@ class Predictor:
 
     def encode(self, text: str) -> Encoded:
         """Tokens of `text` (the model's tokenizer), looked up as the model was trained."""
-        tokens = get_tokenizer(self.tokenizer_spec)(text)
+        return self.encode_tokens(get_tokenizer(self.tokenizer_spec)(text))
+
+    def encode_tokens(self, tokens: list[str]) -> Encoded:
+        """`tokens` (as the model's tokenizer splits text), truncated to max_length and looked up."""
         truncated = 0
         if self.max_length is not None and len(tokens) > self.max_length:
             truncated, tokens = len(tokens) - self.max_length, tokens[:self.max_length]
@@ -131,10 +134,13 @@ class Predictor:
             batch["chars"] = torch.stack(rows)
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    @torch.inference_mode()
     def predict(self, texts: Iterable[str], batch_size: int = 32) -> list[Prediction]:
         """One Prediction per text, in order. Texts are sorted by length and batched, so padding stays small."""
-        encoded = [self.encode(t) for t in texts]
+        return self.predict_encoded([self.encode(t) for t in texts], batch_size)
+
+    @torch.inference_mode()
+    def predict_encoded(self, encoded: Sequence[Encoded], batch_size: int = 32) -> list[Prediction]:
+        """`predict` for texts already encoded (`encode` / `encode_tokens`)."""
         out = [Prediction(e.tokens, self.task.empty_record(e.tokens), e.truncated, e.unknown) for e in encoded]
         order = sorted((i for i, e in enumerate(encoded) if e.ids), key=lambda i: -len(encoded[i].ids))
         head = self.net.head
@@ -149,16 +155,29 @@ class Predictor:
                 out[i].record = self.task.record(encoded[i].tokens, preds[row], confidence[row])
         return out
 
-    def predict_stream(self, texts: Iterable[str], batch_size: int = 32, chunk: int = 2048) -> Iterator[Prediction]:
-        """`predict` over an endless iterable, `chunk` texts at a time (length-sorted within each chunk)."""
-        pending: list[str] = []
-        for text in texts:
-            pending.append(text)
-            if len(pending) == chunk:
-                yield from self.predict(pending, batch_size)
-                pending = []
-        if pending:
-            yield from self.predict(pending, batch_size)
+    def predict_stream(self, texts: Iterable[str], batch_size: int = 32, chunk: int = 2048,
+                       tokenizer: TokenizerProcess | None = None) -> Iterator[Prediction]:
+        """`predict` over an endless iterable, `chunk` texts at a time (length-sorted within each chunk). With a
+        `tokenizer` process (the model's tokenizer being spaCy), the next chunk is tokenized there while the model
+        runs on this one."""
+        chunks = _chunks(texts, chunk)
+        if tokenizer is None or self.tokenizer_spec == "whitespace":
+            for texts_ in chunks:
+                yield from self.predict(texts_, batch_size)
+            return
+        for tokens in tokenizer.imap(self.tokenizer_spec, chunks):
+            yield from self.predict_encoded([self.encode_tokens(t) for t in tokens], batch_size)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    pending: list[str] = []
+    for item in items:
+        pending.append(item)
+        if len(pending) == size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 def read_lines(source: str) -> Iterator[str]:

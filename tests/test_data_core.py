@@ -11,8 +11,9 @@ from seqlab.data import cache
 from seqlab.data.cache import Ragged
 from seqlab.data.collate import Collate
 from seqlab.data.sampler import BucketBatchSampler
-from seqlab.data.tokenize import tokenize, tokenize_many
+from seqlab.data.tokenize import TokenizerProcess, get_tokenizer, tokenize, tokenize_many
 from seqlab.data.vocab import IGNORE_INDEX, PAD, UNK, Vocab, select_by_counts
+from seqlab.errors import ConfigError
 from seqlab.tasks.classification import Classification
 from seqlab.tasks.tagging import Tagging
 
@@ -50,6 +51,24 @@ def test_tokenize_many_parallel_equals_serial_and_keeps_order():
     serial = tokenize_many(texts, workers=1)
     assert tokenize_many(texts, workers=2, chunk_size=50) == serial
     assert serial[3] == ["review", "3", ":", "it", "was", "good", "."]
+
+
+@pytest.mark.skipif(not TokenizerProcess.available, reason="TokenizerProcess needs the fork start method")
+def test_tokenizer_process_equals_the_in_process_tokenizer_in_order_and_reports_bad_specs():
+    texts = [f"Review {i}: it wasn't {'good' if i % 3 else 'bad'}.<br />Really!" for i in range(50)]
+    chunks = [texts[i:i + 7] for i in range(0, len(texts), 7)]  # 8 chunks: one in flight while the next is read
+    proc = TokenizerProcess()
+    try:
+        for spec in ("spacy", "spacy:de", "whitespace"):
+            out = list(proc.imap(spec, iter(chunks)))
+            assert out == [[get_tokenizer(spec)(t) for t in chunk] for chunk in chunks]
+        assert out[0][0] == ["Review", "0:", "it", "wasn't", "bad.<br", "/>Really!"]  # whitespace: split only
+        with pytest.raises(ConfigError, match="has no language 'xx_nope'"):
+            list(proc.imap("spacy:xx_nope", [["a b"]]))
+        assert list(proc.imap("spacy", [["still serving."]])) == [[["still", "serving", "."]]]
+    finally:
+        proc.close()
+    assert not proc._proc.is_alive()
 
 
 def _lengths(n=203, seed=0):

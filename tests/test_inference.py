@@ -186,6 +186,21 @@ def test_batched_prediction_keeps_input_order_and_values(runs):
     assert batched[0].record["label"] == "pos" and batched[1].record["label"] == "neg"
 
 
+def test_streaming_through_a_tokenizer_process_equals_predict(runs):
+    """predict.py's pipeline: chunks tokenized in a child process while the model runs on the previous chunk."""
+    from seqlab.data.tokenize import TokenizerProcess
+
+    predictor = Predictor.from_checkpoint(metrics_of(runs["pos", "torch"])["best_checkpoint"])
+    texts = [f"The dog {i} sees a cat." if i % 4 else "" for i in range(23)]
+    proc = TokenizerProcess()
+    try:
+        streamed = list(predictor.predict_stream(iter(texts), batch_size=4, chunk=5, tokenizer=proc))
+    finally:
+        proc.close()
+    assert [(p.tokens, p.record) for p in streamed] == [(p.tokens, p.record) for p in predictor.predict(texts)]
+    assert streamed[1].tokens == ["The", "dog", "1", "sees", "a", "cat", "."] and streamed[0].tokens == []
+
+
 def test_tagging_looks_up_lowercased_but_prints_the_original_tokens(runs, capsys):
     ckpt = metrics_of(runs["pos", "torch"])["best_checkpoint"]
     main = load_predict_cli()
@@ -205,7 +220,9 @@ def test_predict_cli_streams_stdin_without_touching_any_dataset(runs, tmp_path):
     ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
     probe = ("import os, runpy, sys\n"
              f"sys.argv = ['predict.py', 'ckpt={ckpt}', 'input=-', 'format=json']\n"
-             "def _exit(code):\n    raise SystemExit(code)\n"
+             "pid, real_exit = os.getpid(), os._exit\n"
+             "def _exit(code):\n    if os.getpid() != pid:\n        real_exit(code)  # the tokenizer process\n"
+             "    raise SystemExit(code)\n"
              "os._exit = _exit  # the script ends with os._exit; this probe has more to print\n"
              "code = 0\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\n"

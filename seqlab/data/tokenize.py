@@ -13,13 +13,13 @@ one process on 2 cores.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
-
-from tqdm.auto import tqdm
 
 from seqlab.errors import ConfigError
 
@@ -81,6 +81,8 @@ def default_workers() -> int:
 def tokenize_many(texts: Sequence[str], lowercase: bool = True, workers: int | None = None,
                   desc: str = "tokenizing", chunk_size: int = 250, spec: str = "spacy:en") -> list[list[str]]:
     """Tokenize `texts` in order with a pool of `workers` processes (default: all cores) and a progress bar."""
+    from tqdm.auto import tqdm  # here, not at import: the prediction path does not need it
+
     get_tokenizer(spec)  # a bad spec fails here, once, not in every worker
     workers = default_workers() if workers is None else workers
     if spec == "whitespace":
@@ -100,6 +102,78 @@ def tokenize_many(texts: Sequence[str], lowercase: bool = True, workers: int | N
                     out.extend(toks)
                     bar.update(len(toks))
     return out
+
+
+class TokenizerProcess:
+    """spaCy in a child process, for prediction: it imports spaCy while the parent imports torch and loads the
+    model, then tokenizes the next chunk of input while the parent runs the model on the previous one.
+
+    Start it before importing torch (the child is then a fork of a small process, and blocks spaCy's optional torch
+    import: thinc imports torch when it can, which doubled spaCy's import time here). `imap(spec, chunks)` yields each
+    chunk's token lists in order, keeping one chunk in flight. A spec the child cannot build is the same ConfigError
+    as in process. Without fork (macOS, Windows) `available` is False and callers tokenize in process.
+    """
+
+    available = "fork" in mp.get_all_start_methods()
+
+    def __init__(self):
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="seqlab-tokenizer")
+        self._proc.start()
+        child.close()
+
+    def imap(self, spec: str, chunks: Iterable[list[str]]) -> Iterator[list[list[str]]]:
+        spec = canonical(spec)
+        pending = 0
+        for chunk in chunks:
+            self._conn.send((spec, chunk))
+            pending += 1
+            if pending == 2:  # the child works on this chunk while the caller uses the previous one
+                yield self._receive()
+                pending -= 1
+        if pending:
+            yield self._receive()
+
+    def _receive(self) -> list[list[str]]:
+        try:
+            result = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the tokenizer process ended unexpectedly") from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._conn.close()
+
+
+def _serve(conn) -> None:
+    """The child of TokenizerProcess: import spaCy (without torch), then tokenize chunks until told to stop."""
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None  # thinc's optional torch support: an ImportError it handles
+    with contextlib.suppress(Exception):  # a broken install is reported when a chunk asks for spaCy
+        import spacy  # noqa: F401  (the expensive part, done while the parent imports torch)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, KeyboardInterrupt):  # the parent has gone
+            break
+        if message is None:
+            break
+        spec, texts = message
+        try:
+            tokenize_text = get_tokenizer(spec)
+            conn.send([tokenize_text(t) for t in texts])
+        except Exception as e:  # noqa: BLE001  (sent to the parent, raised there)
+            conn.send(e)
+    conn.close()
 
 
 def tokenizer_version(spec: str = "spacy:en") -> str:
