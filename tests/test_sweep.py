@@ -288,7 +288,10 @@ def test_summary_text_title_separators_and_no_empty_columns(tmp_path):
     assert lines[7] == "| 2 | 8 | 0.5000 | 2,345 | 0.0001234 | 5.0 | 1_b |"
     assert "status" not in lines[4] and "error" not in lines[4]  # nothing failed
     assert lines[-1] == f"TensorBoard: `tensorboard --logdir {tmp_path.resolve()}` opens this sweep alone: one run " \
-                        "per job, named by its folder, which holds its events."
+                        "per job, named by its folder, which holds its events. Per-epoch curves read best at " \
+                        "`http://localhost:6006/?smoothing=0` with \"Ignore outliers in chart scaling\" unticked " \
+                        "(Settings): with a few points a line, TensorBoard's defaults bend them and clip the best " \
+                        "runs' last epochs."
     shutil.rmtree(tmp_path / "1_b")  # one job left: its overrides above the table, none as columns
     md = to_markdown(summarize(tmp_path))
     assert "Overrides: `model.hidden_size=256`" in md and "| rank | val_acc |" in md

@@ -144,7 +144,9 @@ def to_markdown(s: Summary) -> str:
             for rank, r in zip(ranks, s.rows)]
     lines += _md_table(head, body, right)
     lines += ["", f"TensorBoard: `tensorboard --logdir {shlex.quote(str(s.sweep_dir.resolve()))}` opens this sweep "
-              "alone: one run per job, named by its folder, which holds its events."]
+              "alone: one run per job, named by its folder, which holds its events. Per-epoch curves read best at "
+              "`http://localhost:6006/?smoothing=0` with \"Ignore outliers in chart scaling\" unticked (Settings): "
+              "with a few points a line, TensorBoard's defaults bend them and clip the best runs' last epochs."]
     return "\n".join(lines) + "\n"
 
 
