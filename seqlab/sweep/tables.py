@@ -36,13 +36,16 @@ def fmt(v: Any) -> str:
 
 
 def fmt_stat(stat: tuple[float, float | None, bool] | None) -> str:
-    """mean ± std; a value that is the same in every job (e.g. num_parameters) as itself."""
+    """mean ± std, both to the mean's precision (`7,978.0 ± 480.8`, not `7,978 ± 480.8129`); a value that is the same
+    in every job (e.g. num_parameters) as itself."""
     if stat is None:
         return ""
     mean, std, ints = stat
-    if ints and mean == round(mean):
-        mean = round(mean)
-    return fmt(mean) if not std else f"{fmt(mean)} ± {fmt(std)}"
+    if not std:
+        return fmt(round(mean) if ints and mean == round(mean) else mean)
+    if abs(mean) >= 1000:
+        return f"{mean:,.1f} ± {std:,.1f}"
+    return f"{fmt(float(mean))} ± {fmt(float(std))}"
 
 
 def _wall(v: Any) -> str:
