@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from seqlab.sweep import callback
 from seqlab.sweep.summary import summarize
-from seqlab.sweep.tables import fmt, to_markdown, write_summary
+from seqlab.sweep.tables import fmt, fmt_stat, to_markdown, write_summary
 
 SMALL = ["model.embedding_dim=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
          "trainer.enable_progress_bar=false", "threads=1"]
@@ -288,11 +288,18 @@ def test_summary_text_title_separators_and_no_empty_columns(tmp_path):
     assert lines[7] == "| 2 | 8 | 0.5000 | 2,345 | 0.0001234 | 5.0 | 1_b |"
     assert "status" not in lines[4] and "error" not in lines[4]  # nothing failed
     assert lines[-1] == f"TensorBoard: `tensorboard --logdir {tmp_path.resolve()}` opens this sweep alone: one run " \
-                        "per job, named by its folder, which holds its events."
+                        "per job, named by its folder, which holds its events. Per-epoch curves read best at " \
+                        "`http://localhost:6006/?smoothing=0` with \"Ignore outliers in chart scaling\" unticked " \
+                        "(Settings): with a few points a line, TensorBoard's defaults bend them and clip the best " \
+                        "runs' last epochs."
     shutil.rmtree(tmp_path / "1_b")  # one job left: its overrides above the table, none as columns
     md = to_markdown(summarize(tmp_path))
     assert "Overrides: `model.hidden_size=256`" in md and "| rank | val_acc |" in md
     assert [fmt(v) for v in (None, 0.0, 3, 12345, 1e-5, float("nan"))] == ["", "0.0000", "3", "12,345", "1e-05", "nan"]
+    # mean ± std to the mean's precision; integers per job (tokens/s) with a whole mean keep the decimal of the std
+    assert [fmt_stat(v) for v in ((7978.0, 480.8129, True), (6650.33, 1294.69, True), (0.58, 0.0054, False),
+                                  (64000.0, 0.0, True), (2.0, None, True))] == \
+        ["7,978.0 ± 480.8", "6,650.3 ± 1,294.7", "0.5800 ± 0.0054", "64,000", "2"]
 
 
 def test_ranking_follows_each_jobs_monitor(tmp_path):

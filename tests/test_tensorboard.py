@@ -208,10 +208,15 @@ def test_confusion_matrix_names_the_folded_classes_and_writes_only_notable_count
     assert len(written) == 11 + 10  # the diagonal (with other) and the tenth of each class but T0 (its diagonal)
     assert all(t.get_fontsize() >= 7 for t in [*ax.texts, *fig.texts, *ax.get_xticklabels()])
     plt.close(fig)
-    table = confusion_table(names, cm, top_k=10).splitlines()
-    assert table[0] == "| true \\ predicted | " + " | ".join(names[:10]) + " | other | total |"
-    assert table[3] == "| T1 | 80 | 720 | 3 | " + " | ".join(["·"] * 8) + " | 803 |"
-    assert table[-1] == "| other | 19 | " + " | ".join(["·"] * 9) + " | 171 | 190 |"
+    block = confusion_table(names, cm, top_k=10).splitlines()
+    # a fixed-width block: the Text tab fits a Markdown table to the card and broke wide ones mid-number ("3,44" / "8")
+    assert block[0] == block[-1] == "```"
+    table = [line.split() for line in block[1:-1]]
+    assert table[0] == ["true", "\\", "predicted", *names[:10], "other", "total"]
+    assert table[2] == ["T1", "80", "720", "3", *["·"] * 8, "803"]
+    assert table[-1] == ["other", "19", *["·"] * 9, "171", "190"]
+    widths = {len(line) for line in block[1:-1]}
+    assert len(widths) == 1 and block[3].index("720") + 3 == block[1].index(" T1 ") + 3  # right-aligned columns
 
 
 def test_per_class_bars_mark_and_label_zero_accuracy():
@@ -239,6 +244,6 @@ def test_logged_figures_are_sized_for_tensorboard(runs):
     # the Images tab shows an image 350 pixels wide, with nearest-neighbour scaling: drawn that wide, it is shown 1:1
     assert {width for width, _ in sizes.values()} == {350} == {round(WIDTH * 100)}, sizes
     table = acc.Tensors("test/confusion_matrix/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
-    assert table[0].startswith("| true \\ predicted | ") and table[0].endswith(" | total |")
-    assert {row.split(" | ")[0].lstrip("| ") for row in table[2:]} == {"DET", "ADJ", "NOUN", "VERB", "PUNCT",
-                                                                    "(not in training)"}  # PROPN: test data only
+    assert table[1].startswith("true \\ predicted ") and table[1].endswith(" total")
+    assert {row.split("  ")[0] for row in table[2:-1]} == {"DET", "ADJ", "NOUN", "VERB", "PUNCT",
+                                                           "(not in training)"}  # PROPN: test data only

@@ -61,14 +61,18 @@ def per_class_table(names: list[str], acc: torch.Tensor, support: torch.Tensor) 
 
 
 def confusion_table(names: list[str], confmat: torch.Tensor, top_k: int = 24) -> str:
-    """The confusion matrix as a Markdown table for the Text tab, exact counts (rows true, columns predicted, most
-    frequent first; zeros as "·"); beyond `top_k` + 1 classes the rest are folded into "other"."""
+    """The confusion matrix for the Text tab, exact counts (rows true, columns predicted, most frequent first; zeros
+    as "·"); beyond `top_k` + 1 classes the rest are folded into "other". A fixed-width block, not a Markdown table:
+    the Text tab squeezes a table into the card's width, and with POS's 18 columns it broke numbers mid-digit."""
     labels, cm = fold_confusion(names, confmat.detach().cpu().to(torch.int64),
                                 top_k if len(names) > top_k + 1 else None)
-    rows = ["| true \\ predicted | " + " | ".join(labels) + " | total |", "|---|" + "---:|" * (len(labels) + 1)]
-    for label, row in zip(labels, cm.tolist()):
-        rows.append(f"| {label} | " + " | ".join(f"{c:,}" if c else "·" for c in row) + f" | {sum(row):,} |")
-    return "\n".join(rows)
+    rows = [["true \\ predicted", *labels, "total"]]
+    rows += [[label, *(f"{c:,}" if c else "·" for c in row), f"{sum(row):,}"]
+             for label, row in zip(labels, cm.tolist())]
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    return "```\n" + "\n".join(lines) + "\n```"
 
 
 def fold_confusion(names: list[str], confmat: torch.Tensor, top_k: int | None = None

@@ -36,13 +36,16 @@ def fmt(v: Any) -> str:
 
 
 def fmt_stat(stat: tuple[float, float | None, bool] | None) -> str:
-    """mean ± std; a value that is the same in every job (e.g. num_parameters) as itself."""
+    """mean ± std, both to the mean's precision (`7,978.0 ± 480.8`, not `7,978 ± 480.8129`); a value that is the same
+    in every job (e.g. num_parameters) as itself."""
     if stat is None:
         return ""
     mean, std, ints = stat
-    if ints and mean == round(mean):
-        mean = round(mean)
-    return fmt(mean) if not std else f"{fmt(mean)} ± {fmt(std)}"
+    if not std:
+        return fmt(round(mean) if ints and mean == round(mean) else mean)
+    if abs(mean) >= 1000:
+        return f"{mean:,.1f} ± {std:,.1f}"
+    return f"{fmt(float(mean))} ± {fmt(float(std))}"
 
 
 def _wall(v: Any) -> str:
@@ -144,7 +147,9 @@ def to_markdown(s: Summary) -> str:
             for rank, r in zip(ranks, s.rows)]
     lines += _md_table(head, body, right)
     lines += ["", f"TensorBoard: `tensorboard --logdir {shlex.quote(str(s.sweep_dir.resolve()))}` opens this sweep "
-              "alone: one run per job, named by its folder, which holds its events."]
+              "alone: one run per job, named by its folder, which holds its events. Per-epoch curves read best at "
+              "`http://localhost:6006/?smoothing=0` with \"Ignore outliers in chart scaling\" unticked (Settings): "
+              "with a few points a line, TensorBoard's defaults bend them and clip the best runs' last epochs."]
     return "\n".join(lines) + "\n"
 
 
