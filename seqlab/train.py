@@ -20,7 +20,7 @@ from seqlab import threads
 from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
-from seqlab.checks import callback_specs, check_train_config
+from seqlab.checks import callback_specs, check_batches, check_train_config
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_with_vectors
 from seqlab.errors import ConfigError, SeqlabError
@@ -148,6 +148,7 @@ def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: Dic
 
 
 PATH_KEYS = ("root", "train_file", "val_file", "test_file")  # data.* keys that hold paths
+SPLITS = ("train", "val", "test")
 
 
 def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.LightningDataModule:
@@ -211,6 +212,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks += [swa] if swa is not None else []  # model.swa: stochastic weight averaging (seqlab/swa.py)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
+    per_process = {s: -(-len(getattr(dm, f"{s}_dataloader")()) // trainer.world_size) for s in SPLITS if
+                   dm.has_split(s)}  # the bucketing sampler's count on each rank
+    check_batches(OmegaConf.to_container(cfg.trainer, resolve=True), per_process)
     if cfg.get("ckpt_path") == "last" and not list((run_dir / "checkpoints").glob("last*.ckpt")):
         log.warning("ckpt_path=last: %s holds no last*.ckpt yet, so training starts afresh (to resume, set "
                     "hydra.run.dir to the interrupted run's folder).", run_dir / "checkpoints")
