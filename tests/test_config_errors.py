@@ -92,7 +92,14 @@ BAD = [
     ("backend=nope", "backend=nope is not an option of the config group backend; use one of custom, torch."),
     ("model.hiden_size=4", "model.hiden_size is not a key of this config; did you mean hidden_size? check the "
                            "spelling"),
-    ("trainer.accumulate_grad_batches=2", "add a new key with +trainer.accumulate_grad_batches=..."),
+    # a Trainer / optimizer argument the yaml does not set: no "did you mean limit_train_batches?"
+    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches is an argument of pytorch_lightning.Trainer "
+                                          "that the config does not set; add it with "
+                                          "+trainer.accumulate_grad_batches=... (the + adds a key)."),
+    ("model.optimizer.weight_decay=0.1", "model.optimizer.weight_decay is an argument of torch.optim.Adam that the "
+                                         "config does not set; add it with +model.optimizer.weight_decay=... (the + "
+                                         "adds a key)."),
+    ("model.optimizer.momentum=0.9", "model.optimizer.momentum is not a key of this config; check the spelling"),
     ("trainer.max_epochs=[1", "cannot parse the override 'trainer.max_epochs=[1'"),
     ("model.hidden_size=${nope}", "model.hidden_size: Interpolation key 'nope' not found; fix the ${...} "
                                   "interpolation"),
