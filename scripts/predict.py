@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from seqlab.arguments import check_positive_int
 from seqlab.errors import ConfigError, DataError, SeqlabError, report
 
 # torch (via seqlab.inference) is imported in main(), once the arguments are known to be good.
@@ -39,14 +40,11 @@ def parse(argv: list[str]) -> dict:
     if cfg["tokenizer"] in ("null", ""):
         cfg["tokenizer"] = None
     for key in ("batch_size", "chunk", "threads"):
-        value = cfg[key]
-        if key == "threads" and value in (None, "null", "auto"):
-            cfg[key] = None if value == "null" else value
-        elif str(value).isdigit() and int(value) > 0:
-            cfg[key] = int(value)
-        else:
-            also = ", auto or null" if key == "threads" else ""
-            raise ConfigError(f"{key} must be a positive integer{also}, got {value!r}.")
+        value = cfg[key]  # a string when given on the command line
+        value = int(value) if isinstance(value, str) and value.isdigit() else None if value == "null" else value
+        threads = key == "threads"
+        check_positive_int(key, value, allow_none=threads, also=("auto",) if threads else ())
+        cfg[key] = value
     if cfg["format"] not in ("text", "json"):
         raise ConfigError(f"format must be text or json, got {cfg['format']!r}.")
     if not cfg["ckpt"]:
@@ -78,9 +76,7 @@ def main(argv: list[str] | None = None, cold_start: bool = False) -> int:
         predictor = Predictor.from_checkpoint(cfg["ckpt"], cfg["device"], cfg["tokenizer"])
         configure(cfg["threads"], probe=probe)  # the tokenizer process is one of the loads it sees
         if tokenizer is None:
-            from seqlab.data.tokenize import get_tokenizer
-
-            get_tokenizer(predictor.tokenizer_spec)  # spaCy's import, still part of start-up
+            predictor.tokenizer()  # spaCy's import, still part of start-up
         if cold_start:
             gc.enable()
             gc.freeze()

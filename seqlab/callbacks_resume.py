@@ -99,6 +99,86 @@ def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
     return str(path)
 
 
+def checkpoint_to_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+    """The file Trainer.fit resumes from: `ckpt_path` as a file, or for `last` the newest `last*.ckpt` of this run's
+    checkpoint folder (Lightning's choice: the most recently modified); None to train afresh."""
+    path = resolve_ckpt_path(ckpt_path)
+    if path != "last":
+        return path
+    candidates = list(Path(checkpoint_dir).glob("last*.ckpt"))
+    return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+
+
+def read_resume_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint at `path` (ckpt_path), checked to be one scripts/train.py wrote."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, or a pickle of arbitrary objects
+        raise ConfigError(f"ckpt_path {path} is not a readable checkpoint ({type(e).__name__}); give a .ckpt written "
+                          "by scripts/train.py, or ckpt_path=last.") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("seqlab"), dict) and "state_dict" in ckpt):
+        raise ConfigError(f"ckpt_path {path} is not a seqlab checkpoint (it carries no metadata); give a .ckpt "
+                          "written by scripts/train.py, or ckpt_path=last.")
+    return ckpt
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}").items()} or {prefix: {}}
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def _differences(there: dict[str, Any], here: dict[str, Any]) -> list[str]:
+    """`key is X there, Y here` for each differing key (lists: their sizes)."""
+    out = []
+    for key in sorted(there.keys() | here.keys()):
+        a, b = there.get(key), here.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and len(a) > 4:
+            sizes = f"{len(a)} entries there, {len(b)} here" if len(a) != len(b) else "as many entries, other ones"
+            out.append(f"{key} has {sizes}")
+        else:
+            out.append(f"{key} is {a!r} there, {b!r} here")
+    return out
+
+
+def _tensor_difference(there: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """The first weight of one state_dict that the other lacks or has in another shape."""
+    for key in [*there, *(k for k in here if k not in there)]:
+        if key not in here:
+            return f"its weight {key} is not in this run's model"
+        if key not in there:
+            return f"this run's model has a weight {key} that it lacks"
+        if tuple(there[key].shape) != tuple(here[key].shape):
+            return f"its weight {key} is {'x'.join(map(str, there[key].shape)) or 'a scalar'}, " \
+                   f"{'x'.join(map(str, here[key].shape)) or 'a scalar'} here"
+    return None
+
+
+def check_checkpoint_fits(path: str, ckpt: dict[str, Any], model: pl.LightningModule) -> None:
+    """ConfigError naming ckpt_path and what differs when the checkpoint is not a state of `model` (this run's):
+    data of another kind (its metadata: vocabulary, labels, task, ...), or weights of other names or shapes (model
+    settings). Settings that leave the weights' shapes alone (model.dropout, the learning rate) may differ."""
+    run = Path(path).resolve().parent.parent / ".hydra" / "overrides.yaml"
+    where = run if run.is_file() else "its .hydra/overrides.yaml"
+    todo = f"resume with the settings of the run that wrote it ({where}), or leave ckpt_path out to train afresh."
+    data = _differences(ckpt["seqlab"].get("metadata") or {}, model.metadata.to_dict())
+    if data:
+        more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
+        raise ConfigError(f"ckpt_path {path} was trained on other data than this run's: {'; '.join(data[:3])}{more}; "
+                          f"{todo}")
+    mismatch = _tensor_difference(ckpt["state_dict"], model.state_dict())
+    if mismatch is None:
+        return
+    there, here = _flat(dict(ckpt.get("hyper_parameters") or {}), "model"), _flat(dict(model.hparams), "model")
+    settings = [s for s in _differences(there, here) if not s.startswith("model.monitor ")]  # a metric, not a weight
+    what = "; ".join(settings[:4]) + (f" (and {len(settings) - 4} more)" if len(settings) > 4 else "") or mismatch
+    raise ConfigError(f"ckpt_path {path} holds another model than this run's: {what}; {todo}")
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> str | None:
     """checkpoints/last.ckpt (the state after the latest epoch), if written."""
     path = Path(checkpoint_dir) / f"{LAST_CHECKPOINT}.ckpt"

@@ -9,7 +9,9 @@ and report them as tracebacks. Here every top-level setting, `early_stopping`, `
    them; a required argument left out is named (seqlab/arguments.py);
 2. value types against the signature's annotations (`trainer.max_epochs=x` is not an integer);
 3. ranges Lightning accepts and then fails on, or silently misuses (`trainer.gradient_clip_val=-1` clamps every
-   gradient to -1, `trainer.limit_train_batches=0` tests an untrained model, `trainer.num_sanity_val_steps=-2`);
+   gradient to -1, `trainer.limit_train_batches=0` or `trainer.max_epochs=0` tests an untrained model,
+   `trainer.num_sanity_val_steps=-2`); what depends on the number of batches is checked once the data is loaded
+   (`check_batches`: `trainer.val_check_interval=500` with fewer training batches);
 4. the object is built as it will be (the optimizer on a dummy parameter, the scheduler on that optimizer, the
    Trainer without logger or callbacks), and what torch or Lightning raise is translated, the key found by
    building with each setting alone (`model.optimizer.lr=-1`: torch's "Invalid learning rate").
@@ -57,6 +59,7 @@ AUTO_KEYS = ("total_steps", "T_max", "total_iters")  # as seqlab.models.module.A
 AUTO_STANDIN = 10**9  # what `auto` is checked as: any count of steps the scheduler accepts
 NON_NEGATIVE = ("gradient_clip_val", "min_epochs", "min_steps", "log_every_n_steps")  # log_every_n_steps=0: none
 AT_LEAST_ONE = ("accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes")
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 def _plain(value: Any) -> Any:
@@ -104,6 +107,10 @@ def check_trainer(trainer: dict[str, Any]) -> None:
     for key in AT_LEAST_ONE:
         if args.get(key) is not None and args[key] < 1:
             raise ConfigError(f"trainer.{key} must be a positive integer (or null), got {args[key]!r}.")
+    for key in ("max_epochs", "max_steps"):  # -1: no limit; 0 fits nothing and tests an untrained model
+        if is_int(args.get(key)) and args[key] == 0:
+            raise ConfigError(f"trainer.{key}=0 would train nothing and test an untrained model; give a positive "
+                              "number, or -1 for no limit (with trainer.max_time).")
     if args.get("num_sanity_val_steps") is not None and args["num_sanity_val_steps"] < -1:
         raise ConfigError(f"trainer.num_sanity_val_steps must be >= -1 (-1: all), got {args['num_sanity_val_steps']}.")
     interval = args.get("val_check_interval")
@@ -116,6 +123,31 @@ def check_trainer(trainer: dict[str, Any]) -> None:
                               "number of batches or a fraction in (0, 1].")
     build_checked("trainer", lambda **a: cls(**{"logger": False, "enable_checkpointing": False, **a}), args,
                    "pytorch_lightning.Trainer")
+
+
+def _limited(batches: int, limit: Any) -> int:
+    """Batches an epoch of a split runs under `trainer.limit_<split>_batches`, as Lightning counts them."""
+    if limit is None:
+        return batches
+    return min(batches, limit) if is_int(limit) else int(batches * limit)
+
+
+def check_batches(trainer: dict[str, Any], batches: dict[str, int]) -> None:
+    """`trainer.*` values Lightning checks against the data once the loaders exist (a traceback in the first epoch):
+    a fraction `limit_<split>_batches` that leaves no batch, an integer `val_check_interval` beyond an epoch's
+    training batches. `batches`: split -> batches of one epoch in each process."""
+    for split, n in batches.items():
+        limit = trainer.get(f"limit_{split}_batches")
+        if isinstance(limit, float) and n and _limited(n, limit) == 0:
+            raise ConfigError(f"trainer.limit_{split}_batches={limit} leaves none of the {n} {SPLIT_NAMES[split]} "
+                              f"batches an epoch has here; give a fraction of at least 1/{n}, or a number of batches.")
+    limit, interval = trainer.get("limit_train_batches"), trainer.get("val_check_interval")
+    train = _limited(batches["train"], limit)
+    if is_int(interval) and trainer.get("check_val_every_n_epoch", 1) is not None and interval > train:
+        after = f" (after trainer.limit_train_batches={limit})" if train < batches["train"] else ""
+        raise ConfigError(f"trainer.val_check_interval={interval} is more than the {train} training batches an epoch "
+                          f"has here{after}; give at most {train}, a fraction of an epoch (e.g. 0.5), or add "
+                          "+trainer.check_val_every_n_epoch=null to count batches across epochs.")
 
 
 def callback_specs(value: Any) -> list[Any]:

@@ -3,7 +3,9 @@
 Hydra composes the config before a `@hydra.main` function runs, and reports what it cannot compose (an unknown
 config option `data=imbd`, an unknown key `model.hiden_size=4`, an override it cannot parse, an interpolation that
 does not resolve) as a block of text with exit status 1. `run_hydra(main)` has Hydra raise those errors instead
-(`HYDRA_FULL_ERROR=1`) and turns each into one sentence naming the key and what to do.
+(`HYDRA_FULL_ERROR=1`) and turns each into one sentence naming the key and what to do. A key the yaml does not set
+but its `_target_` takes (`trainer.accumulate_grad_batches=2`: an argument of pytorch_lightning.Trainer) is not a
+typo: the sentence says to add it with `+trainer.accumulate_grad_batches=...`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,25 @@ def resolution_message(error: BaseException) -> str:
            "plain value."
 
 
+def _target_taking(node: Any, name: str) -> str | None:
+    """The `_target_` of config `node` when its signature has an argument `name` (`trainer` is
+    pytorch_lightning.Trainer: `accumulate_grad_batches` is one of its arguments, not in configs/trainer/)."""
+    import inspect
+
+    from seqlab.arguments import _import
+
+    target = node.get("_target_") if hasattr(node, "get") else None
+    if not isinstance(target, str):
+        return None
+    try:
+        params = inspect.signature(_import(target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    taken = name in params and params[name].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                         inspect.Parameter.VAR_KEYWORD)
+    return target if taken else None
+
+
 def describe(error: BaseException, script: str = "scripts/train.py") -> str:
     """One sentence for an error Hydra or OmegaConf raised while composing or resolving the config."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -51,6 +72,10 @@ def describe(error: BaseException, script: str = "scripts/train.py") -> str:
         parent = getattr(cause, "parent_node", None)
         known = [str(k) for k in parent] if hasattr(parent, "keys") else []
         name = key.rsplit(".", 1)[-1]
+        target = _target_taking(parent, name)
+        if target:
+            return (f"{key} is an argument of {target} that the config does not set; add it with +{key}=... "
+                    f"(the + adds a key).")
         return (f"{key} is not a key of this config; {_close(name, known)}check the spelling (python {script} "
                 f"--cfg job lists the keys), or add a new key with +{key}=...")
     if isinstance(cause, InterpolationResolutionError):

@@ -8,7 +8,7 @@ needs the dataset or the run's config. The import path stays light on purpose: t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 from seqlab.data.chars import encode_chars
 from seqlab.data.collate import pad
 from seqlab.data.tokenize import TokenizerProcess, canonical, get_tokenizer
-from seqlab.data.vocab import PAD_INDEX, UNK_INDEX
+from seqlab.data.vocab import PAD, PAD_INDEX, UNK_INDEX
 from seqlab.errors import ConfigError, DataError
 from seqlab.metadata import Metadata
 
@@ -98,7 +98,9 @@ class Predictor:
     def __init__(self, net, metadata: Metadata, device: str | torch.device = "cpu", tokenizer: str | None = None):
         self.net, self.metadata, self.device = net, metadata, torch.device(device)
         self.task = net.task
-        self.tokenizer_spec = canonical(tokenizer or metadata.tokenizer)
+        # errors name the setting the spec came from: predict's `tokenizer`, else the checkpoint's own
+        self.tokenizer_key = "tokenizer" if tokenizer else "the checkpoint's data.tokenizer"
+        self.tokenizer_spec = canonical(tokenizer or metadata.tokenizer, self.tokenizer_key)
         self.max_length = metadata.max_length
         self.stoi = {t: i for i, t in enumerate(metadata.vocab)}
         if getattr(net.encoder, "char_encoder", None) is not None and not metadata.chars:
@@ -111,9 +113,13 @@ class Predictor:
         net, metadata = load_net(path, device)
         return cls(net, metadata, device, tokenizer)
 
+    def tokenizer(self) -> Callable[[str], list[str]]:
+        """The function text -> tokens (built on first use: spaCy's import takes a while)."""
+        return get_tokenizer(self.tokenizer_spec, self.tokenizer_key)
+
     def encode(self, text: str) -> Encoded:
         """Tokens of `text` (the model's tokenizer), looked up as the model was trained."""
-        return self.encode_tokens(get_tokenizer(self.tokenizer_spec)(text))
+        return self.encode_tokens(self.tokenizer()(text))
 
     def encode_tokens(self, tokens: list[str]) -> Encoded:
         """`tokens` (as the model's tokenizer splits text), truncated to max_length and looked up."""
@@ -130,7 +136,7 @@ class Predictor:
                  "lengths": torch.tensor([len(e.ids) for e in items])}
         if self.net.encoder.char_encoder is not None:
             T, W = batch["tokens"].size(1), self.metadata.max_word_length
-            rows = [encode_chars(e.forms + ["<pad>"] * (T - len(e.forms)), self.metadata.chars, W) for e in items]
+            rows = [encode_chars(e.forms + [PAD] * (T - len(e.forms)), self.metadata.chars, W) for e in items]
             batch["chars"] = torch.stack(rows)
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -165,7 +171,7 @@ class Predictor:
             for texts_ in chunks:
                 yield from self.predict(texts_, batch_size)
             return
-        for tokens in tokenizer.imap(self.tokenizer_spec, chunks):
+        for tokens in tokenizer.imap(self.tokenizer_spec, chunks, self.tokenizer_key):
             yield from self.predict_encoded([self.encode_tokens(t) for t in tokens], batch_size)
 
 

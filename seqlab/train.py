@@ -19,8 +19,14 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from seqlab import threads
 from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
-from seqlab.callbacks_resume import latest_checkpoint, resolve_ckpt_path, resume_callbacks
-from seqlab.checks import callback_specs, check_train_config
+from seqlab.callbacks_resume import (
+    check_checkpoint_fits,
+    checkpoint_to_resume,
+    latest_checkpoint,
+    read_resume_checkpoint,
+    resume_callbacks,
+)
+from seqlab.checks import callback_specs, check_batches, check_train_config
 from seqlab.data.cache import atomic_write_text
 from seqlab.data.vectors import KNOWN_VECTORS, build_embedding_matrix, words_with_vectors
 from seqlab.errors import ConfigError, SeqlabError
@@ -148,6 +154,7 @@ def load_vectors(model: pl.LightningModule, dm: pl.LightningDataModule, cfg: Dic
 
 
 PATH_KEYS = ("root", "train_file", "val_file", "test_file")  # data.* keys that hold paths
+SPLITS = ("train", "val", "test")
 
 
 def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.LightningDataModule:
@@ -165,6 +172,14 @@ def build_datamodule(cfg: DictConfig, metadata: Metadata | None = None) -> pl.Li
     return construct(make, **({"metadata": metadata} if metadata is not None else {}))
 
 
+def make_model(cfg: DictConfig, metadata: Metadata) -> pl.LightningModule:
+    """The configured LightningModule for `metadata`, monitoring the task's metric (or `monitor`)."""
+    monitor = list(monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode")))
+    # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
+    return construct(instantiate_checked(cfg.model, _recursive_=False, _partial_=True), metadata=metadata,
+                     monitor=monitor)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; returns (and writes to metrics.json) the final metrics."""
     check_train_config(cfg)  # a bad setting is one clear error before any data is prepared
@@ -177,6 +192,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_flush_denormal(True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")  # None: train afresh
+    resumed = read_resume_checkpoint(resume_from) if resume_from else None
+    if resumed is not None:  # the run's model settings on the checkpoint's data: its weights must fit, before any
+        try:                 # data is prepared (the data itself is compared once known, below)
+            ckpt_model = make_model(cfg, Metadata.from_dict(resumed["seqlab"].get("metadata")))
+        except SeqlabError:  # e.g. a checkpoint of another task: the comparison with the data says so
+            ckpt_model = None
+        if ckpt_model is not None:
+            check_checkpoint_fits(resume_from, resumed, ckpt_model)
+
     dm = build_datamodule(cfg)
     dm.prepare_data()
     dm.setup()
@@ -184,11 +209,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.model.get("extend_vocab"):  # (checked before the data: it needs model.vectors)
         extended = {"vocab_extended_by": extend_vocabulary(dm, cfg)}
     metadata = dm.metadata
-    monitor, mode = monitored(metadata.make_task(), cfg.get("monitor"), cfg.get("monitor_mode"))
-    # objects go to the constructor directly: Hydra would turn a dataclass argument into a config
-    model = construct(instantiate_checked(cfg.model, _recursive_=False, _partial_=True), metadata=metadata,
-                      monitor=[monitor, mode])
+    model = make_model(cfg, metadata)
+    monitor, mode = model.monitor_name, model.monitor_mode
     check_monitors(model.task, monitor, cfg)
+    if resumed is not None:
+        check_checkpoint_fits(resume_from, resumed, model)
+        del resumed  # Lightning reads the file again
     vector_stats = load_vectors(model, dm, cfg) if cfg.model.get("vectors") else {}
     log.info("Model: %d parameters, task %s, LSTM backend %s; checkpoints selected on %s (%s)",
              model.num_parameters, metadata.task, cfg.model.backend, monitor, mode)
@@ -211,10 +237,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks += [swa] if swa is not None else []  # model.swa: stochastic weight averaging (seqlab/swa.py)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                                       use_distributed_sampler=False)  # our bucketing sampler shards by rank itself
-    if cfg.get("ckpt_path") == "last" and not list((run_dir / "checkpoints").glob("last*.ckpt")):
+    per_process = {s: -(-len(getattr(dm, f"{s}_dataloader")()) // trainer.world_size) for s in SPLITS if
+                   dm.has_split(s)}  # the bucketing sampler's count on each rank
+    check_batches(OmegaConf.to_container(cfg.trainer, resolve=True), per_process)
+    if cfg.get("ckpt_path") == "last" and resume_from is None:
         log.warning("ckpt_path=last: %s holds no last*.ckpt yet, so training starts afresh (to resume, set "
                     "hydra.run.dir to the interrupted run's folder).", run_dir / "checkpoints")
-    trainer.fit(model, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path))
+    trainer.fit(model, datamodule=dm, ckpt_path=resume_from)
     best, last = ckpt.best_model_path or None, latest_checkpoint(run_dir / "checkpoints")  # before test() reloads
     averaged = validate_average(trainer, model, dm, swa, ckpt, monitor, mode) if swa is not None else {}
     tested = averaged["checkpoint"] if averaged.get("selected") else best  # the better on validation

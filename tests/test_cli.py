@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir, raw_imdb_test, raw_pos_test
 
 from seqlab.inference import Predictor
@@ -45,7 +46,19 @@ def _check_run(run: Path, data_root: Path) -> dict:
         got = [p.record["label"] for p in predictor.predict(texts)]
     assert len(got) == len(gold)
     assert metrics["test_acc"] == pytest.approx(sum(a == b for a, b in zip(got, gold)) / len(gold), abs=1e-6)
-    assert metrics["num_parameters"] > 0 and metrics["wall_time_s"] > 0
+    # the parameter count of the same architecture built from torch's own modules: embedding (+ character CNN:
+    # embedding, width-3 convolution), LSTM, linear head
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    hp, meta = ckpt["hyper_parameters"], ckpt["seqlab"]["metadata"]
+    assert hp["char_encoder"] in (None, "cnn"), "the reference below builds these"
+    chars = [] if hp["char_encoder"] is None else [torch.nn.Embedding(len(meta["chars"]), hp["char_dim"]),
+                                                   torch.nn.Conv1d(hp["char_dim"], hp["char_hidden"], 3)]
+    word = hp["embedding_dim"] + (hp["char_hidden"] if chars else 0)
+    reference = [torch.nn.Embedding(len(meta["vocab"]), hp["embedding_dim"]), *chars,
+                 torch.nn.LSTM(word, hp["hidden_size"], hp["num_layers"], bidirectional=hp["bidirectional"]),
+                 torch.nn.Linear(hp["hidden_size"] * (2 if hp["bidirectional"] else 1), len(meta["labels"]))]
+    assert metrics["num_parameters"] == sum(p.numel() for m in reference for p in m.parameters())
+    assert metrics["wall_time_s"] > 0
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events, "no TensorBoard event files"
     return metrics

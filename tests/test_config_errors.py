@@ -60,6 +60,9 @@ BAD = [
     ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5 is rejected"),
     ("trainer.limit_val_batches=-1", "trainer.limit_val_batches=-1 is rejected"),
     ("trainer.limit_test_batches=0", "trainer.limit_test_batches=0 would skip that split"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 would train nothing and test an untrained model; give a positive "
+                             "number, or -1 for no limit (with trainer.max_time)."),
+    ("+trainer.max_steps=0", "trainer.max_steps=0 would train nothing and test an untrained model"),
     ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val must be >= 0"),
     ("trainer.log_every_n_steps=-1", "trainer.log_every_n_steps must be >= 0"),  # 0: no per-step logging
     ("trainer.num_sanity_val_steps=-2", "trainer.num_sanity_val_steps must be >= -1"),
@@ -89,7 +92,14 @@ BAD = [
     ("backend=nope", "backend=nope is not an option of the config group backend; use one of custom, torch."),
     ("model.hiden_size=4", "model.hiden_size is not a key of this config; did you mean hidden_size? check the "
                            "spelling"),
-    ("trainer.accumulate_grad_batches=2", "add a new key with +trainer.accumulate_grad_batches=..."),
+    # a Trainer / optimizer argument the yaml does not set: no "did you mean limit_train_batches?"
+    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches is an argument of pytorch_lightning.Trainer "
+                                          "that the config does not set; add it with "
+                                          "+trainer.accumulate_grad_batches=... (the + adds a key)."),
+    ("model.optimizer.weight_decay=0.1", "model.optimizer.weight_decay is an argument of torch.optim.Adam that the "
+                                         "config does not set; add it with +model.optimizer.weight_decay=... (the + "
+                                         "adds a key)."),
+    ("model.optimizer.momentum=0.9", "model.optimizer.momentum is not a key of this config; check the spelling"),
     ("trainer.max_epochs=[1", "cannot parse the override 'trainer.max_epochs=[1'"),
     ("model.hidden_size=${nope}", "model.hidden_size: Interpolation key 'nope' not found; fix the ${...} "
                                   "interpolation"),
@@ -107,6 +117,14 @@ def imdb_root(tmp_path_factory) -> Path:
     """Real data for the runs: were a setting not caught first, its data would be prepared and cached."""
     root = tmp_path_factory.mktemp("data") / "imdb"
     make_imdb_tree(root, n_per_class=4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def imdb_root_24(tmp_path_factory) -> Path:
+    """24 training reviews: 2 carved for validation (data.val_fraction=0.1 of each class), 22 left for training."""
+    root = tmp_path_factory.mktemp("data24") / "imdb"
+    make_imdb_tree(root, n_per_class=12)
     return root
 
 
@@ -156,6 +174,35 @@ def test_a_monitor_the_task_does_not_log_is_one_clear_line(tmp_path, monkeypatch
     lines = [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]  # not progress bars
     assert code == 2 and len(lines) == 1 and "is not a metric the classification task logs" in lines[0], err
     assert "val/acc, val/macro_f1" in lines[0] and not (tmp_path / "run/checkpoints").exists()
+
+
+AFTER_DATA = [  # imdb_root_24: 22 training reviews (1 batch of 64; 11 of 2), 2 validation reviews (1 batch)
+    (["+trainer.val_check_interval=500"],
+     "trainer.val_check_interval=500 is more than the 1 training batches an epoch has here; give at most 1, a fraction "
+     "of an epoch (e.g. 0.5), or add +trainer.check_val_every_n_epoch=null to count batches across epochs."),
+    (["+trainer.val_check_interval=3", "data.batch_size=2", "trainer.limit_train_batches=2"],  # 4 batches, 2 kept
+     "trainer.val_check_interval=3 is more than the 2 training batches an epoch has here (after "
+     "trainer.limit_train_batches=2); give at most 2, a fraction of an epoch (e.g. 0.5), or add "
+     "+trainer.check_val_every_n_epoch=null to count batches across epochs."),
+    (["trainer.limit_val_batches=0.5"],
+     "trainer.limit_val_batches=0.5 leaves none of the 1 validation batches an epoch has here; give a fraction of at "
+     "least 1/1, or a number of batches."),
+    (["data.val_fraction=0.01"],  # round(12 * 0.01) = 0 reviews of each class
+     "data.val_fraction=0.01 of the 24 training examples leaves no validation example; raise data.val_fraction or "
+     "use more training data."),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), AFTER_DATA, ids=[" ".join(o) for o, _ in AFTER_DATA])
+def test_a_setting_the_batch_count_rules_out_is_one_clear_line(tmp_path, monkeypatch, capfd, imdb_root_24,
+                                                               overrides, message):
+    """How many batches an epoch has is known once the data is read: the error comes then, before training (Lightning
+    raises it as a ValueError traceback in the first epoch)."""
+    code, out, err = run_cli(tmp_path, monkeypatch, capfd, f"data.root={imdb_root_24}", "data.tokenizer_workers=1",
+                             *overrides)
+    lines = [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]  # not progress bars
+    assert (code, lines) == (2, [f"error: {message}"]), err[-2000:]
+    assert not (tmp_path / "run/checkpoints").exists()
 
 
 GOOD = [

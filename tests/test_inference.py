@@ -320,6 +320,19 @@ def test_bad_arguments_and_empty_text(runs, tmp_path, capsys):
     ]:
         code, out, err = run_cli(capsys, *argv)
         assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
+    # predict's own key, `tokenizer`, not the training config's data.tokenizer; the shared positive-integer check
+    for argv, line in [
+        (["tokenizer=bogus"], "tokenizer must be spacy, spacy:<language code> (e.g. spacy:de) or whitespace; got "
+                              "'bogus'."),
+        (["chunk=0"], "chunk must be a positive integer, got 0."),
+        (["batch_size=-3"], "batch_size must be a positive integer, got '-3'."),
+        (["threads=0"], "threads must be a positive integer, auto or null, got 0."),
+    ]:
+        assert run_cli(capsys, f"ckpt={ckpt}", "text=good", *argv) == (2, "", f"error: {line}\n"), argv
+    code, out, err = run_cli(capsys, f"ckpt={ckpt}", "text=good", "tokenizer=spacy:zz")
+    assert (code, out) == (2, "") and err.startswith("error: tokenizer=spacy:zz: spaCy ") and err.endswith(
+        " has no language 'zz'; use a code from https://spacy.io/usage/models#languages (e.g. de, fr, es), or "
+        "whitespace.\n"), err
     (tmp_path / "blank.txt").write_text("\n\n")
     code, out, err = run_cli(capsys, f"ckpt={ckpt}", f"input={tmp_path / 'blank.txt'}")
     assert code == 2 and "has no text to predict (2 lines, all empty)" in err and out == "\n\n"
@@ -329,7 +342,13 @@ def test_unknown_words_long_input_and_non_utf8_files(runs, tmp_path, capsys):
     ckpt = metrics_of(runs["imdb", "torch"])["best_checkpoint"]
     code, out, err = run_cli(capsys, f"ckpt={ckpt}", "text=Zyzzyva qwerty xylophone", "format=json")
     assert code == 0 and "warning: none of the 3 tokens of the text is in the model's vocabulary" in err
-    assert json.loads(out)["label"] in ("neg", "pos")
+    # what the trained module itself says of three <unk> ids
+    model, metadata = load_module(torch.load(ckpt, weights_only=True))
+    with torch.no_grad():
+        probs = model(torch.full((1, 3), metadata.unk_index), torch.tensor([3])).softmax(-1)[0]
+    record = json.loads(out)
+    assert record["label"] == metadata.labels[int(probs.argmax())]
+    assert record["probability"] == pytest.approx(probs.max().item(), abs=1e-6)
     long = " ".join(["superb"] * 100)
     code, out, err = run_cli(capsys, f"ckpt={ckpt}", f"text={long}")
     assert code == 0 and f"has 100 tokens; only the first {MAX_LENGTH}" in err and out.startswith("pos ")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, add_unseen_test_words, make_imdb_tree, make_pos_dir
 
-from seqlab.callbacks_resume import StepSeed, resolve_ckpt_path
+from seqlab.callbacks_resume import StepSeed, checkpoint_to_resume, resolve_ckpt_path
 from seqlab.data.resumable import ResumableDataLoader
 from seqlab.data.sampler import BucketBatchSampler
 from seqlab.errors import ConfigError
@@ -267,3 +267,53 @@ def test_ckpt_path_must_exist(tmp_path):
     assert resolve_ckpt_path(None) is None and resolve_ckpt_path("last") == "last"
     with pytest.raises(ConfigError, match="ckpt_path .*missing.ckpt is not a file"):
         resolve_ckpt_path(str(tmp_path / "missing.ckpt"))
+
+
+def test_ckpt_path_last_is_the_newest_last_checkpoint(tmp_path):
+    assert checkpoint_to_resume("last", tmp_path) is None and checkpoint_to_resume(None, tmp_path) is None
+    for i, name in enumerate(["last-step.ckpt", "last.ckpt", "best-epoch00-acc0.5.ckpt"]):
+        (tmp_path / name).write_bytes(b"")
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    assert checkpoint_to_resume("last", tmp_path) == str(tmp_path / "last.ckpt")  # as Lightning: the newest
+    os.utime(tmp_path / "last-step.ckpt", (2000, 2000))
+    assert checkpoint_to_resume("last", tmp_path) == str(tmp_path / "last-step.ckpt")
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+
+
+def test_a_checkpoint_of_another_model_or_data_is_one_clear_line(tmp_path):
+    """ckpt_path whose model does not fit the run: one line naming what differs (Lightning's load_state_dict would
+    raise a RuntimeError traceback after the data is prepared), exit 2; a model setting is caught before the data."""
+    make_imdb_tree(tmp_path / "imdb", n_per_class=10)
+    small = [o for o in TRAIN if not o.startswith(("model.hidden_size=", "trainer.max_epochs="))] + [
+        "model.hidden_size=8", "trainer.max_epochs=1"]
+    run_ok([*command(tmp_path, "small")[:-len(TRAIN)], *small], tmp_path)
+    ckpt = tmp_path / "small/checkpoints/last.ckpt"
+    todo = (f"resume with the settings of the run that wrote it ({tmp_path / 'small/.hydra/overrides.yaml'}), or "
+            "leave ckpt_path out to train afresh.")
+    env = {**env_for(tmp_path), "SEQLAB_CACHE_DIR": str(tmp_path / "cache2")}
+    bigger = subprocess.run(command(tmp_path, "bigger", f"ckpt_path={ckpt}"), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)  # TRAIN: model.hidden_size=16
+    assert (bigger.returncode, error_lines(bigger)) == (2, [
+        f"error: ckpt_path {ckpt} holds another model than this run's: model.hidden_size is 8 there, 16 here; "
+        f"{todo}"]), bigger.stderr[-3000:]
+    assert not (tmp_path / "cache2").exists()  # refused before any data was prepared
+
+    rows = ["text,label"] + [f"{w} film {w},{label}" for w, label in [("good", "pos"), ("bad", "neg")] * 10]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    text = [sys.executable, str(REPO / "scripts/train.py"), f"hydra.run.dir={tmp_path / 'text'}", "data=text",
+            "data.train_file=train.csv", *small]
+    run_ok(text, tmp_path)
+    ckpt = tmp_path / "text/checkpoints/last.ckpt"
+    todo = todo.replace("small/", "text/")
+    imdb = subprocess.run([*command(tmp_path, "imdb")[:-len(TRAIN)], *small, f"ckpt_path={ckpt}"], cwd=tmp_path,
+                          env=env_for(tmp_path), capture_output=True, text=True, timeout=300)
+    vocab = len(torch.load(ckpt, weights_only=True)["seqlab"]["metadata"]["vocab"])
+    imdb_vocab = len(torch.load(tmp_path / "small/checkpoints/last.ckpt", weights_only=True)["seqlab"]["metadata"]
+                     ["vocab"])
+    assert (imdb.returncode, error_lines(imdb)) == (2, [
+        f"error: ckpt_path {ckpt} was trained on other data than this run's: dataset is 'text' there, 'imdb' here; "
+        f"vocab has {vocab} entries there, {imdb_vocab} here; {todo}"]), imdb.stderr[-3000:]
+    assert not (tmp_path / "imdb/checkpoints").exists()

@@ -101,6 +101,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.labels: list[str] = []
         self.chars: list[str] | None = None
         self.datasets: dict[str, SequenceDataset] = {}
+        self.carved_from: int | None = None  # training examples the validation split was carved from, if it was
 
     # -- subclass interface ---------------------------------------------------------------------------------------
     def _corpus_spec(self) -> dict[str, Any]:
@@ -162,6 +163,7 @@ class SequenceDataModule(pl.LightningDataModule):
         if "val" not in parts:
             (ids, lab), n = parts["train"], len(parts["train"][0])
             tr, va = self._carve_val(lab, n)
+            self.carved_from = n
             parts["val"], parts["train"] = (ids.subset(va), _take(lab, va)), (ids.subset(tr), _take(lab, tr))
 
         full_itos = corpus["itos"]
@@ -277,6 +279,11 @@ class SequenceDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise DataError(f"The {self.name} data has no {split} split; give data.{split}_file.")
         ds = self.datasets[split]
+        if not len(ds):  # the sampler, and Lightning, would fail with a traceback
+            if split == "val" and self.carved_from is not None:
+                raise DataError(f"data.val_fraction={self.val_fraction} of the {self.carved_from} training examples "
+                                "leaves no validation example; raise data.val_fraction or use more training data.")
+            raise DataError(f"The {self.name} data has no {split} examples; give a {split} file with at least one.")
         sampler = BucketBatchSampler(ds.lengths(), self.batch_size if shuffle else self.eval_batch_size,
                                      shuffle=shuffle, seed=self.seed)
         per_token = self.task_class.per_token

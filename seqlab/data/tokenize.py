@@ -26,20 +26,31 @@ from seqlab.errors import ConfigError
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
-def canonical(spec: str) -> str:
-    """`spacy` -> `spacy:en`; other specs as given, after checking their form."""
+def canonical(spec: str, key: str = "data.tokenizer") -> str:
+    """`spacy` -> `spacy:en`; other specs as given, after checking their form. Errors name `key`, the setting the
+    spec came from (`tokenizer` for scripts/predict.py)."""
     if spec == "spacy":
         return "spacy:en"
     if spec == "whitespace" or (isinstance(spec, str) and spec.startswith("spacy:") and len(spec) > 6):
         return spec
-    raise ConfigError(f"data.tokenizer must be spacy, spacy:<language code> (e.g. spacy:de) or whitespace; "
-                      f"got {spec!r}.")
+    raise ConfigError(f"{key} must be spacy, spacy:<language code> (e.g. spacy:de) or whitespace; got {spec!r}.")
+
+
+class _Unavailable(Exception):
+    """A well-formed spec this installation cannot tokenize with (get_tokenizer names the key)."""
+
+
+def get_tokenizer(spec: str = "spacy:en", key: str = "data.tokenizer") -> Callable[[str], list[str]]:
+    """A function text -> tokens for `spec` (built once per process); errors name `key`, as `canonical`'s do."""
+    spec = canonical(spec, key)
+    try:
+        return _build_tokenizer(spec)
+    except _Unavailable as e:
+        raise ConfigError(f"{key}={spec}: {e}") from None
 
 
 @lru_cache(maxsize=8)
-def get_tokenizer(spec: str = "spacy:en") -> Callable[[str], list[str]]:
-    """A function text -> tokens for `spec` (built once per process)."""
-    spec = canonical(spec)
+def _build_tokenizer(spec: str) -> Callable[[str], list[str]]:
     if spec == "whitespace":
         return str.split
     lang = spec.split(":", 1)[1]
@@ -48,13 +59,13 @@ def get_tokenizer(spec: str = "spacy:en") -> Callable[[str], list[str]]:
     import spacy
 
     if not lang.isidentifier() or importlib.util.find_spec(f"spacy.lang.{lang}") is None:
-        raise ConfigError(f"data.tokenizer={spec}: spaCy {spacy.__version__} has no language {lang!r}; use a code "
-                          "from https://spacy.io/usage/models#languages (e.g. de, fr, es) or tokenizer=whitespace.")
+        raise _Unavailable(f"spaCy {spacy.__version__} has no language {lang!r}; use a code from "
+                           "https://spacy.io/usage/models#languages (e.g. de, fr, es), or whitespace.")
     try:
         nlp = spacy.blank(lang)
     except ImportError as e:  # e.g. ja, zh, th, ko, vi need a word segmenter package
-        raise ConfigError(f"data.tokenizer={spec}: spaCy's blank {lang!r} pipeline needs a package that is not "
-                          f"installed ({e}); install it or choose another tokenizer.") from None
+        raise _Unavailable(f"spaCy's blank {lang!r} pipeline needs a package that is not installed ({e}); install "
+                           "it or choose another tokenizer.") from None
     tokenizer = nlp.tokenizer
 
     def tokenize_text(text: str) -> list[str]:
@@ -123,11 +134,11 @@ class TokenizerProcess:
         self._proc.start()
         child.close()
 
-    def imap(self, spec: str, chunks: Iterable[list[str]]) -> Iterator[list[list[str]]]:
-        spec = canonical(spec)
+    def imap(self, spec: str, chunks: Iterable[list[str]], key: str = "data.tokenizer") -> Iterator[list[list[str]]]:
+        spec = canonical(spec, key)
         pending = 0
         for chunk in chunks:
-            self._conn.send((spec, chunk))
+            self._conn.send((spec, key, chunk))
             pending += 1
             if pending == 2:  # the child works on this chunk while the caller uses the previous one
                 yield self._receive()
@@ -167,9 +178,9 @@ def _serve(conn) -> None:
             break
         if message is None:
             break
-        spec, texts = message
+        spec, key, texts = message
         try:
-            tokenize_text = get_tokenizer(spec)
+            tokenize_text = get_tokenizer(spec, key)
             conn.send([tokenize_text(t) for t in texts])
         except Exception as e:  # noqa: BLE001  (sent to the parent, raised there)
             conn.send(e)
