@@ -147,7 +147,8 @@ def test_summarize_sweep_script_on_an_existing_dir(sweep, tmp_path):
     assert bad.returncode == 2 and "error: Metric 'nope' is in no job's metrics.json" in bad.stderr
     for args, message in [(["--mode", "up"], "error: argument --mode: invalid choice: 'up'"),
                           ([], "error: the following arguments are required: sweep_dir"),
-                          ([str(copy / "summary.csv")], f"error: {copy / 'summary.csv'} is a file; pass the sweep folder")]:
+                          ([str(copy / "summary.csv")],
+                           f"error: {copy / 'summary.csv'} is a file; pass the sweep folder")]:
         bad = run_script(tmp_path, *args, script="summarize_sweep.py", check=False)
         assert bad.returncode == 2 and bad.stderr.startswith(message) and bad.stderr.count("\n") == 1, bad.stderr
 

@@ -76,6 +76,6 @@ class GRU(RNNBase):
         if "proj_size" in unsupported:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if unsupported:
-            raise TypeError(f"GRU got unexpected keyword arguments: {', '.join(unsupported)}")
+            raise TypeError(f"RNNBase.__init__() got an unexpected keyword argument '{next(iter(unsupported))}'")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device,
                          dtype)

@@ -74,6 +74,8 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, **unknown) -> None:
+        if unknown:  # torch's LSTM passes its arguments on to RNNBase, whose signature refuses them
+            raise TypeError(f"RNNBase.__init__() got an unexpected keyword argument '{next(iter(unknown))}'")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype)
