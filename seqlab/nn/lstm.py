@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import _VF, Tensor
 
 from seqlab.nn.cell import lstm_pointwise
 from seqlab.nn.fused import lstm_direction
@@ -35,6 +35,9 @@ class LSTMRecurrence(Recurrence):
 
         out, h, c = lstm_direction(x, *prepared, *state, batch_sizes, reverse, eager)
         return out, (h, c)
+
+    def torch_kernel(self, x, state, flat_weights, bias, train):
+        return _VF.lstm(x, state, flat_weights, bias, 1, 0.0, train, False, False)[0]
 
 
 class LSTM(RNNBase):
