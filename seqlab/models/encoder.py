@@ -78,15 +78,17 @@ def _torch_layer(rec, x, weights, state, batch_sizes, fused, *, lengths, trainin
     """One layer through torch's dense kernel (the cell's ``torch_kernel``): x (T, B, F), lengths (B,), state
     tensors (D, B, S) -> (T, B, D*S_0), (final h (D, B, S_0),): the reverse direction reads each sequence reversed
     within its length. c_n is not returned: the forward direction's kernel runs on through the padding."""
-    T, B, _ = x.shape
-    rev = reverse_index(lengths, T).t().unsqueeze(-1)  # (T, B, 1)
+    T, B, F = x.shape
+    # row t*B + b of a (T*B, F) view -> its place within the sequence reversed (an involution); whole rows move,
+    # index_select copies them ~8x faster than gather's element-wise index on (T, B, F)
+    rows = (reverse_index(lengths, T).t() * B + torch.arange(B, device=x.device)).flatten()
     outs, finals = [], []
     for d, w in enumerate(weights):
         flat = [w[kind] for kind in WEIGHT_ORDER if w[kind] is not None]
-        inp = x.gather(0, rev.expand_as(x)) if d else x
+        inp = x.reshape(T * B, F).index_select(0, rows).view(T, B, F) if d else x
         out = rec.torch_kernel(inp, tuple(s[d:d + 1] for s in state), flat, w["bias_ih"] is not None, training)
         if d:  # back to real time; the reverse direction's final state is its output at the first token
-            out = out.gather(0, rev.expand_as(out))
+            out = out.reshape(T * B, -1).index_select(0, rows).view(T, B, -1)
             finals.append(out[0])
         else:
             finals.append(out[lengths - 1, torch.arange(B, device=x.device)])
