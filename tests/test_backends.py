@@ -55,7 +55,7 @@ def test_custom_backend_gradients_match_torch(cell, path):
 
 
 @pytest.mark.parametrize("trained, evaluated, cell", [("torch", "custom", "lstm"), ("custom", "torch", "lstm"),
-                                                     ("custom", "torch", "gru")])
+                                                     ("torch", "custom", "gru"), ("custom", "torch", "gru")])
 def test_checkpoint_of_one_backend_evaluates_equally_under_the_other(tmp_path, trained, evaluated, cell):
     import pytorch_lightning as pl
     from conftest import REPO, make_imdb_tree

@@ -51,13 +51,10 @@ def _refuse(*args, **kwargs):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_custom_backend_never_runs_a_torch_kernel(monkeypatch, cell, path):
     """backend=custom runs seqlab.nn over the batch on every path, the character encoder too."""
-    import seqlab.models.encoder as encoder
+    from torch import _VF
 
-    class NoKernels:
-        def __getattr__(self, name):
-            return _refuse
-
-    monkeypatch.setattr(encoder, "_VF", NoKernels())
+    for name in ("lstm", "gru", "lstm_cell", "gru_cell"):  # torch's kernels, wherever they are called from
+        monkeypatch.setattr(_VF, name, _refuse)
     monkeypatch.setattr(nn.LSTM, "forward", _refuse)
     monkeypatch.setattr(nn.GRU, "forward", _refuse)
     meta = make_metadata("tagging", 30, list("ABCD"), num_chars=12)
@@ -236,3 +233,34 @@ def test_char_lstm_equals_a_plain_packed_lstm_over_every_word(cell, backend):
     assert len(got) == len(want)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "custom"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_runs_the_padded_path_without_autograd(monkeypatch, cell, backend):
+    """What Predictor runs (SeqNet in eval mode under inference_mode, on CPU): the exact padded path, through
+    seqlab.nn's kernel without its autograd node (nothing kept for a backward) or torch's kernel in eval mode."""
+    import seqlab.models.encoder as encoder
+    import seqlab.nn.fused as fused
+    import seqlab.nn.fused_gru as fused_gru
+    from seqlab.models.net import SeqNet
+
+    kernels = []
+
+    def spy(name, kernel):
+        def run(*args, **kwargs):
+            kernels.append((name, kwargs.get("keep", kwargs.get("training"))))
+            return kernel(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(encoder, "run_packed", _refuse)
+    for module, name in ((fused, "lstm_forward"), (fused_gru, "gru_forward"), (encoder, "_torch_layer")):
+        monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    monkeypatch.setattr(fused.FusedLSTM, "apply", _refuse)
+    monkeypatch.setattr(fused_gru.FusedGRU, "apply", _refuse)
+    net = SeqNet(META, embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=True, backend=backend, cell=cell)
+    tokens, lengths = torch.randint(1, 30, (3, 5)), torch.tensor([5, 5, 2])
+    with torch.inference_mode():
+        net.eval()(tokens, lengths)
+    name = "_torch_layer" if backend == "torch" else f"{cell}_forward"
+    assert kernels == [(name, False)] * (2 if backend == "torch" else 4)  # per layer; seqlab.nn: per direction

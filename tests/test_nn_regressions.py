@@ -189,3 +189,100 @@ def test_bad_inputs_and_states_are_torchs_errors(cell, case):
         shapes = hx_shapes * 2 if cell == "lstm" else hx_shapes
         hx = tuple(torch.zeros(s) for s in shapes) if cell == "lstm" else torch.zeros(shapes[0])
     assert_same_error(lambda: ours(x, hx), lambda: ref(x, hx))
+
+
+# -- found by an audit after issue 13 ---------------------------------------------------------------------------------
+
+CELL_SIZES = [(10, 0), (0, 10), (0, 0), (10, -1), (-1, 10), (10, 2.0), (10.0, 2), ("10", 2), (10, True)]
+
+
+@pytest.mark.parametrize("sizes", CELL_SIZES, ids=repr)
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell"])
+def test_cell_sizes_are_taken_or_refused_as_torch_does(name, sizes):
+    """torch's cells check no size themselves: 0 is a valid size, torch.empty refuses the rest with its error."""
+    ref_cls, our_cls = CELL_PAIRS[name]
+    assert error_of(lambda: our_cls(*sizes)) == error_of(lambda: ref_cls(*sizes))
+
+
+@pytest.mark.parametrize("sizes", [(10, 0), (0, 4), (0, 0)])
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell"])
+def test_cells_of_size_zero_run_as_torchs(name, sizes):
+    torch.manual_seed(0)
+    ref_cls, our_cls = CELL_PAIRS[name]
+    ref, ours = ref_cls(*sizes, dtype=torch.float64), our_cls(*sizes, dtype=torch.float64)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, sizes[0], dtype=torch.float64, requires_grad=True)
+    hx = tuple(torch.randn(3, sizes[1], dtype=torch.float64) for _ in range(ours.num_states))
+    for args in [(x,), (x, hx if name == "LSTMCell" else hx[0]), (x[0],)]:
+        got, want = states(ours(*args)), states(ref(*args))
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=0, rtol=0)
+        (grad,) = torch.autograd.grad(sum(g.sum() for g in got), x, allow_unused=True, materialize_grads=True)
+        (ref_grad,) = torch.autograd.grad(sum(w.sum() for w in want), x, allow_unused=True, materialize_grads=True)
+        torch.testing.assert_close(grad, ref_grad, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell"])
+def test_each_cell_names_its_number_of_states(name):
+    """The default state has the cell's own number of tensors, the same as its kind in the layer stack."""
+    cell = CELL_PAIRS[name][1]
+    module = snn.LSTM if name == "LSTMCell" else snn.GRU
+    assert cell.num_states == module.recurrence.num_states == (2 if name == "LSTMCell" else 1)
+
+
+TYPE_OPTIONS = [{"num_layers": 1.5}, {"num_layers": 2.0}, {"num_layers": "2"}, {"num_layers": None},
+                {"proj_size": 1.5}, {"proj_size": "1"}, {"proj_size": True}, {"unknown": 1}]
+
+
+@pytest.mark.parametrize("kwargs", TYPE_OPTIONS, ids=lambda kw: "-".join(f"{k}={v!r}" for k, v in kw.items()))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_options_of_another_type_are_torchs_errors(cell, kwargs):
+    """torch does not type-check num_layers and proj_size: range() or the comparison raises Python's TypeError."""
+    ref_cls, our_cls = CELLS[cell]
+    assert_same_error(lambda: our_cls(3, 5, **kwargs), lambda: ref_cls(3, 5, **kwargs))
+
+
+STATE_DTYPES = [("lstm", (torch.float64, torch.float32)), ("lstm", (torch.float32, torch.float64)),
+                ("lstm", (torch.float16, torch.float32)), ("gru", (torch.float64,)), ("gru", (torch.float16,))]
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize(("cell", "dtypes"), STATE_DTYPES, ids=str)
+def test_state_of_another_dtype_is_torchs_error(cell, dtypes, packed):
+    """A float64 hx for a float32 module: torch's RuntimeError from its kernel's matmul (the LSTM's oneDNN kernel
+    words it otherwise; torch's other LSTM kernels, its packed path and its GRU say this)."""
+    ref_cls, our_cls = CELLS[cell]
+    ref, ours = ref_cls(3, 5), our_cls(3, 5)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 2, 3)
+    inp = pack_padded_sequence(x, torch.tensor([4, 2])) if packed else x
+    hx = tuple(torch.zeros(1, 2, 5, dtype=d) for d in dtypes)
+    hx = hx if cell == "lstm" else hx[0]
+    got, want = error_of(lambda: ours(inp, hx)), error_of(lambda: ref(inp, hx))
+    assert got[0] is want[0] is RuntimeError
+    if packed or cell == "gru":
+        assert got == want
+    bad = next(d for d in dtypes if d != torch.float32)
+    assert got[1] == f"mat1 and mat2 must have the same dtype, but got {snn.rnn.type_name(bad)} and Float"
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the cells' size checks are constants in a trace
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_jit_is_refused_clearly_for_modules_and_works_for_cells(cell):
+    """A trace of the Python time loop would hold one sequence length (torch.nn's traces take any): refused, with
+    what to use instead. The cells have no loop and trace as torch's do."""
+    _, ours = pair(cell, 3, 4, dtype=torch.float32)
+    x = torch.randn(5, 2, 3)
+    name = cell.upper()
+    with pytest.raises(RuntimeError, match=rf"seqlab\.nn\.{name} is not traceable .* use torch\.nn\.{name}"):
+        torch.jit.trace(ours, x)
+    with pytest.raises(RuntimeError, match=rf"seqlab\.nn\.{name} is not scriptable .* use torch\.nn\.{name}"):
+        torch.jit.script(torch.nn.Sequential(ours))
+    ref_cls, our_cls = CELL_PAIRS[f"{name}Cell"]
+    ref_cell, our_cell = ref_cls(3, 4), our_cls(3, 4)
+    our_cell.load_state_dict(ref_cell.state_dict())
+    traced = torch.jit.trace(our_cell, x[0])
+    for z in (x[0], torch.randn(7, 3)):
+        for a, b in zip(states(traced(z)), states(ref_cell(z))):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

@@ -59,35 +59,26 @@ def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
     return gru_pointwise(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh), h)
 
 
-def check_type(name: str, value: object, kind: type) -> None:
-    """TypeError unless ``value`` is a ``kind`` (torch's check and message: ``bias=0`` is not a bool)."""
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} should be of type {kind.__name__}, got: {type(value).__name__}")
-
-
-def check_size(name: str, value: object) -> None:
-    """torch's checks of input_size / hidden_size: an int (TypeError), greater than zero (ValueError)."""
-    check_type(name, value, int)
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than zero")
-
-
 class _CellBase(nn.Module):
-    """Parameters, init and input checks shared by the cells; ``gates`` chunks of H rows per weight."""
+    """Parameters, init and input checks shared by the cells: ``gates`` chunks of H rows per weight, a state of
+    ``num_states`` tensors (each (N, H)), ``name`` as torch's error messages say it.
+
+    Like torch's cells, the constructor checks nothing itself: sizes of 0 are valid (empty weights and states), and
+    what torch.empty refuses (negative or non-integer sizes) raises torch.empty's own error, from the same calls.
+    """
 
     gates: int
+    num_states: int
     name: str
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
-        check_size("input_size", input_size)
-        check_size("hidden_size", hidden_size)  # bias is not checked: torch's cells take any truthy value
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         factory = {"device": device, "dtype": dtype}
         G = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size, **factory))
-        if bias:
+        self.weight_ih = nn.Parameter(torch.empty((G, input_size), **factory))
+        self.weight_hh = nn.Parameter(torch.empty((G, hidden_size), **factory))
+        if bias:  # any truthy value, as torch's cells take it
             self.bias_ih = nn.Parameter(torch.empty(G, **factory))
             self.bias_hh = nn.Parameter(torch.empty(G, **factory))
         else:
@@ -96,8 +87,9 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Every parameter ~ uniform(-1/√H, 1/√H), drawn in registration order exactly as torch's cells."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        """Every parameter ~ uniform(-1/√H, 1/√H) (0 for H = 0), drawn in registration order exactly as torch's
+        cells."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
@@ -116,7 +108,7 @@ class _CellBase(nn.Module):
         if not batched:
             input = input.unsqueeze(0)
         if hx is None:
-            hx = (input.new_zeros(input.size(0), self.hidden_size),) * (2 if self.gates == 4 else 1)
+            hx = (input.new_zeros(input.size(0), self.hidden_size),) * self.num_states
         elif not batched:
             hx = tuple(state.unsqueeze(0) for state in hx)
         if input.size(1) != self.input_size:
@@ -154,7 +146,7 @@ class LSTMCell(_CellBase):
     weight_hh (4H, H), bias_ih and bias_hh (4H,) unless bias=False.
     """
 
-    gates, name = 4, "LSTMCell"
+    gates, num_states, name = 4, 2, "LSTMCell"
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         input, (h, c), batched = self._prepare(input, hx, lambda i: f"hx[{i}]")
@@ -180,7 +172,7 @@ class GRUCell(_CellBase):
     bias_ih and bias_hh (3H,) unless bias=False.
     """
 
-    gates, name = 3, "GRUCell"
+    gates, num_states, name = 3, 1, "GRUCell"
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         input, (h,), batched = self._prepare(input, None if hx is None else (hx,), lambda i: "hidden")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import _VF, Tensor
 
 from seqlab.nn.cell import gru_pointwise
 from seqlab.nn.fused_gru import gru_direction
@@ -36,6 +36,9 @@ class GRURecurrence(Recurrence):
 
         out, h = gru_direction(x, *prepared, state[0], batch_sizes, reverse, eager)
         return out, (h,)
+
+    def torch_kernel(self, x, state, flat_weights, bias, train):
+        return _VF.gru(x, state[0], flat_weights, bias, 1, 0.0, train, False, False)[0]
 
 
 class GRU(RNNBase):
@@ -76,6 +79,6 @@ class GRU(RNNBase):
         if "proj_size" in unsupported:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if unsupported:
-            raise TypeError(f"GRU got unexpected keyword arguments: {', '.join(unsupported)}")
+            raise TypeError(f"RNNBase.__init__() got an unexpected keyword argument '{next(iter(unsupported))}'")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, device,
                          dtype)

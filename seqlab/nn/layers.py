@@ -65,6 +65,12 @@ class Recurrence:
         """The fast kernel, with the results of :func:`eager_direction`."""
         raise NotImplementedError
 
+    def torch_kernel(self, x: Tensor, state: State, flat_weights: list[Tensor], bias: bool, train: bool) -> Tensor:
+        """torch's own dense kernel for this cell over one direction of one layer (``torch._VF.lstm`` / ``gru``,
+        what torch.nn.LSTM / GRU's forward calls): x (T, N, H_in), state tensors (1, N, S), flat_weights in torch's
+        order -> out (T, N, S_0). For torch modules on seqlab.models.encoder's padded path."""
+        raise NotImplementedError
+
 
 def eager_direction(rec: Recurrence, x: Tensor, prepared: tuple, state: State,
                     batch_sizes: Sequence[int] | None = None, reverse: bool = False) -> tuple[Tensor, State]:
@@ -109,21 +115,27 @@ def run_layer(rec: Recurrence, x: Tensor, weights: Sequence[Weights], state: Sta
     return (outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)), finals
 
 
+Layer = Callable[..., tuple[Tensor, State]]  # (rec, x, weights per direction, state, batch_sizes, fused)
+
+
 def run_stack(rec: Recurrence, x: Tensor, layers: Sequence[Sequence[Weights]], state: State, batch_sizes=None,
-              between: Callable[[Tensor, int], Tensor] | None = None, fused: bool = True) -> tuple[Tensor, State]:
+              between: Callable[[Tensor, int], Tensor] | None = None, fused: bool = True,
+              layer: Layer = run_layer) -> tuple[Tensor, State]:
     """Layers on top of each other; ``between(x, k)`` (dropout) runs on layer k's input for k > 0.
 
     x (T, N, H_in); state tensors (L*D, N, S), row k*D + d for layer k, direction d
-    -> (out (T, N, D*S_0), final state tensors (L*D, N, S)).
+    -> (out (T, N, D*S_0), final state tensors (L*D, N, S)). ``layer`` runs one layer with :func:`run_layer`'s
+    arguments and results (seqlab.models.encoder passes torch's dense kernel or a PackedSequence call for torch
+    modules; a layer may return fewer final state tensors than it was given, e.g. only h).
     """
     finals: list[State] = []
     for k, weights in enumerate(layers):
         if k > 0 and between is not None:
             x = between(x, k)
         D = len(weights)
-        x, final = run_layer(rec, x, weights, tuple(s[k * D:(k + 1) * D] for s in state), batch_sizes, fused)
+        x, final = layer(rec, x, weights, tuple(s[k * D:(k + 1) * D] for s in state), batch_sizes, fused)
         finals.append(final)
-    return x, tuple(torch.cat([f[i] for f in finals]) for i in range(rec.num_states))
+    return x, tuple(torch.cat(parts) for parts in zip(*finals))
 
 
 def autograd_backward(eager: Callable[..., tuple[Tensor, ...]], inputs: Sequence[Tensor | None],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import _VF, Tensor
 
 from seqlab.nn.cell import lstm_pointwise
 from seqlab.nn.fused import lstm_direction
@@ -35,6 +35,9 @@ class LSTMRecurrence(Recurrence):
 
         out, h, c = lstm_direction(x, *prepared, *state, batch_sizes, reverse, eager)
         return out, (h, c)
+
+    def torch_kernel(self, x, state, flat_weights, bias, train):
+        return _VF.lstm(x, state, flat_weights, bias, 1, 0.0, train, False, False)[0]
 
 
 class LSTM(RNNBase):
@@ -74,6 +77,8 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, **unknown) -> None:
+        if unknown:  # torch's LSTM passes its arguments on to RNNBase, whose signature refuses them
+            raise TypeError(f"RNNBase.__init__() got an unexpected keyword argument '{next(iter(unknown))}'")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype)

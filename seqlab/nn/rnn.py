@@ -21,10 +21,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqlab.nn.cell import check_size, check_type
 from seqlab.nn.layers import Recurrence, Weights, run_stack
 
 WEIGHT_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # torch's names and order
+
+
+def check_type(name: str, value: object, kind: type) -> None:
+    """TypeError unless ``value`` is a ``kind`` (torch's check and message: ``bias=0`` is not a bool)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} should be of type {kind.__name__}, got: {type(value).__name__}")
+
+
+def check_size(name: str, value: object) -> None:
+    """torch's checks of input_size / hidden_size: an int (TypeError), greater than zero (ValueError)."""
+    check_type(name, value, int)
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than zero")
+
+
+def type_name(dtype: torch.dtype) -> str:
+    """ATen's name of a dtype, as its kernels' messages write it: torch.float64 -> "Double"."""
+    return torch.empty((), dtype=dtype).type().removeprefix("torch.").removesuffix("Tensor")
 
 
 def layer_weights(module: nn.Module, layer: int) -> list[Weights]:
@@ -60,10 +77,10 @@ class RNNBase(nn.Module):
         check_type("batch_first", batch_first, bool)
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
-        check_type("num_layers", num_layers, int)
+        # num_layers and proj_size are compared, not type-checked, as torch does: a float num_layers fails in
+        # range() below with Python's own TypeError, a str in the comparison
         if num_layers <= 0:
             raise ValueError("num_layers must be greater than zero")
-        check_type("proj_size", proj_size, int)
         if proj_size < 0:
             raise ValueError("proj_size should be a positive integer or zero to disable projections")
         if proj_size >= hidden_size:
@@ -128,6 +145,9 @@ class RNNBase(nn.Module):
     def forward(self, input: Tensor | PackedSequence, hx=None):
         """input (T, N, H_in) ((N, T, H_in) if batch_first), unbatched (T, H_in), or a PackedSequence; hx the
         initial state as torch's module takes it -> (output, final state) as torch's module returns them."""
+        if torch.jit.is_tracing():
+            raise RuntimeError(self._not_compilable("traceable with torch.jit.trace", "its time loop runs in Python, "
+                                                    "so a trace would record the steps of one sequence length"))
         rec, packed = self.recurrence, isinstance(input, PackedSequence)
         sorted_indices = unsorted_indices = batch_sizes = None
         if packed:
@@ -173,6 +193,14 @@ class RNNBase(nn.Module):
             out = out.transpose(0, 1).contiguous()  # torch returns a contiguous (N, T, F)
         return out, (finals[0] if rec.num_states == 1 else finals)
 
+    def _not_compilable(self, how: str, why: str) -> str:
+        return (f"seqlab.nn.{self.mode} is not {how}: {why}; use torch.nn.{self.mode} there instead (backend=torch), "
+                "which takes the same state_dict")
+
+    def __prepare_scriptable__(self):  # torch.jit.script calls this first: refuse before it fails deep in the code
+        raise RuntimeError(self._not_compilable("scriptable with torch.jit.script",
+                                                "its kernels are autograd Functions that TorchScript cannot compile"))
+
     def _check_state_dims(self, states: tuple[Tensor, ...], batched: bool) -> None:
         want, kind = (3, "batched 3-D") if batched else (2, "unbatched 2-D")
         if any(s.dim() != want for s in states):
@@ -193,14 +221,15 @@ class RNNBase(nn.Module):
                                f"got {data.size(-1)}")
 
     def _check_state_sizes(self, states: tuple[Tensor, ...], shapes: list[tuple[int, int, int]]) -> None:
-        dtype = self.weight_ih_l0.dtype
         for i, (state, shape) in enumerate(zip(states, shapes)):
-            name = "hidden" if len(states) == 1 else f"hidden[{i}]"
             if state.shape != shape:
+                name = "hidden" if len(states) == 1 else f"hidden[{i}]"
                 raise RuntimeError(f"Expected {name} size {shape}, got {list(state.shape)}")
+        dtype = self.weight_ih_l0.dtype
+        for state in states:  # torch's error from its kernel's first matmul, state @ weight_hhᵀ
             if state.dtype != dtype and not torch._C._is_any_autocast_enabled():
-                raise ValueError(f"RNN {name} dtype ({state.dtype}) does not match weight dtype ({dtype}); pass the "
-                                 f"initial state as {dtype}")
+                raise RuntimeError(f"mat1 and mat2 must have the same dtype, but got {type_name(state.dtype)} and "
+                                   f"{type_name(dtype)}")
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
