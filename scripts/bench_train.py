@@ -8,6 +8,10 @@ has: Lightning's loop, logging, the progress bar, per-step seeding, the step che
 training steps are timed (from the first batch's start to the last batch's end), in interleaved repeats; the
 median tokens/s of each and their ratio are printed.
 
+Both run with `reuse_memory` as --reuse-memory says (default true, as train.yaml; process-wide, so the hand loop
+has it too); `--reuse-memory false` measures the allocator's default (glibc maps large blocks afresh each step). The
+minor page faults per training step of each run are printed.
+
 Run on an idle machine: python scripts/bench_train.py --root ../shared/data/imdb [--batches 150 --repeats 3]
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -49,7 +54,8 @@ def compose(args, out_dir: Path):
         return hydra_compose("train", overrides=[
             f"data.root={Path(args.root).resolve()}", f"data.max_length={args.max_length}", "data.batch_size=64",
             "model.embedding_dim=50", f"model.hidden_size={args.hidden}", "model.num_layers=1",
-            f"threads={args.threads}", f"paths.output_dir={out_dir}", f"paths.cache_dir={args.cache_dir}",
+            f"threads={args.threads}", f"reuse_memory={args.reuse_memory}", f"paths.output_dir={out_dir}",
+            f"paths.cache_dir={args.cache_dir}",
             "trainer.max_epochs=1", f"trainer.limit_train_batches={args.batches}", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0",
             "+callbacks.timer._target_=__main__.StepTimer"])
@@ -95,27 +101,34 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--max-length", type=int, default=400)
+    p.add_argument("--reuse-memory", choices=("true", "false"), default="true")
     args = p.parse_args()
     sys.modules.setdefault("__main__", sys.modules[__name__])
+    from seqlab.allocator import reuse_freed_memory
     from seqlab.train import train
+
+    if args.reuse_memory == "true":
+        reuse_freed_memory()  # train() would set it at its first call; the hand loop may run first
 
     rates: dict[str, list[float]] = {"hand loop": [], "seqlab": []}
     for r in range(args.repeats):
         for name in (("hand loop", "seqlab") if r % 2 == 0 else ("seqlab", "hand loop")):
             with tempfile.TemporaryDirectory() as out:
                 cfg = compose(args, Path(out))
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 if name == "seqlab":
                     train(cfg)
                     seconds, tokens = StepTimer.last
                 else:
                     seconds, tokens = hand_loop(cfg)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.batches
             rates[name].append(tokens / seconds)
-            print(f"repeat {r + 1} {name:>9}: {tokens:,} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tokens/s",
-                  flush=True)
+            print(f"repeat {r + 1} {name:>9}: {tokens:,} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tokens/s"
+                  f" ({faults:,.0f} page faults per batch, data and set-up included)", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"\nmedian tokens/s: hand loop {med['hand loop']:,.0f}, seqlab {med['seqlab']:,.0f}; "
           f"seqlab / hand loop = {med['seqlab'] / med['hand loop']:.3f} ({args.batches} batches, {args.threads} "
-          f"threads, load average now {os.getloadavg()[0]:.2f})")
+          f"threads, reuse_memory={args.reuse_memory}, load average now {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

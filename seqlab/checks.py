@@ -175,8 +175,9 @@ def check_top_level(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if not (is_int(seed) and 0 <= seed < 2**32):
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
-    if not isinstance(cfg.get("flush_denormal"), bool):
-        raise ConfigError(f"flush_denormal must be true or false, got {cfg.get('flush_denormal')!r}.")
+    for key in ("flush_denormal", "reuse_memory"):
+        if not isinstance(cfg.get(key), bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}.")
     every = cfg.get("checkpoint_every_n_steps")
     if not (every is None or (is_int(every) and every >= 0)):
         raise ConfigError(f"checkpoint_every_n_steps must be a positive integer, or 0 or null (off), got {every!r}.")

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from seqlab import threads
+from seqlab.allocator import reuse_freed_memory
 from seqlab.arguments import build_checked
 from seqlab.data.cache import atomic_write_text
 from seqlab.errors import ConfigError, DataError
@@ -88,6 +89,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     threads.configure(cfg.threads if cfg.get("threads") is not None else run.get("threads"))
     if run.flush_denormal:
         torch.set_flush_denormal(True)
+    if run.get("reuse_memory"):
+        reuse_freed_memory()
     trainer_args = {"accelerator": cfg.accelerator or run.trainer.accelerator, "devices": 1,
                     "precision": run.trainer.precision, "deterministic": run.trainer.deterministic}
     build_checked("trainer", lambda **a: pl.Trainer(logger=False, enable_checkpointing=False, **a), trainer_args,

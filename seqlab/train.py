@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from seqlab import threads
+from seqlab.allocator import reuse_freed_memory
 from seqlab.board import BoardLogger, call_text
 from seqlab.callbacks import EpochSummary
 from seqlab.callbacks_resume import (
@@ -75,6 +76,7 @@ def hparams_of(cfg: DictConfig, metadata: Metadata | None = None) -> dict[str, A
         "seed": c["seed"],
         "threads": torch.get_num_threads(),  # what torch used (threads=null: its default)
         "flush_denormal": c.get("flush_denormal"),
+        "reuse_memory": c.get("reuse_memory"),
         "monitor": monitor[0] or c.get("monitor"),
         "monitor_mode": monitor[1] or c.get("monitor_mode"),
         "early_stopping": c.get("early_stopping"),
@@ -190,6 +192,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads.configure(cfg.threads, hc, processes=cpu_processes(cfg))
     if cfg.flush_denormal:
         torch.set_flush_denormal(True)
+    if cfg.reuse_memory:
+        reuse_freed_memory()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir / "checkpoints")  # None: train afresh

@@ -73,6 +73,7 @@ BAD = [
     ("seed=abc", "seed must be an integer"),
     ("seed=-1", "seed must be an integer in [0, 2**32)"),
     ("flush_denormal=maybe", "flush_denormal must be true or false"),
+    ("reuse_memory=1", "reuse_memory must be true or false, got 1"),
     ("checkpoint_every_n_steps=-1", "checkpoint_every_n_steps must be a positive integer, or 0 or null (off)"),
     ("ckpt_path=missing.ckpt", "missing.ckpt is not a file"),
     ("ckpt_path=notes.txt", "notes.txt is not a checkpoint"),
