@@ -8,7 +8,8 @@ run kept 45k tokens/s. So `auto`:
 - at start, uses the cores this process may run on (`sched_getaffinity`) minus what other processes keep busy
   (sampled from /proc/stat over a fraction of a second, this process's own use subtracted); at least one;
 - in a parallel sweep (Hydra's joblib launcher, `hydra/launcher=local_parallel`), gives each of the `n_jobs`
-  concurrent jobs its own share of the cores and pins it there (`sched_setaffinity`), so jobs never overlap;
+  worker processes its own share of the launching process's cores and pins each job there (`sched_setaffinity`),
+  so jobs never overlap (`worker_slot`, `sweep_cpus`);
 - during training (`ThreadGovernor`), re-reads the load every `check_every_s` seconds and moves the thread count
   to the free cores when they change (a browser starts, another job ends). With `trainer.deterministic=true` the
   count chosen at start is kept, since float results can depend on it.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from typing import Any
 
@@ -75,15 +77,59 @@ def free_cores(busy_others: float, cpus: int) -> int:
     return max(1, min(cpus, cpus - int(busy_others + 0.5)))
 
 
+def sweep_cpus() -> list[int]:
+    """The cores of the process that launched this parallel sweep job. A joblib (loky) worker is that process's
+    child and stays pinned to its previous job's share, so its own affinity no longer says what the sweep may use."""
+    try:
+        return sorted(os.sched_getaffinity(os.getppid()))
+    except (AttributeError, OSError):
+        return allowed_cpus()
+
+
+_claim: tuple[tuple[int, int], int, socket.socket] | None = None  # ((launcher pid, n), slot, the socket holding it)
+
+
+def worker_slot(n: int, job_num: int) -> int:
+    """This worker process's slot among the `n` concurrent workers of its sweep: the lowest one no live worker
+    holds, kept for the process's lifetime. Keyed on the worker, not the job number: loky hands the next job to
+    whichever worker is free, so jobs k and k + n can run at the same time. A slot is claimed by binding an abstract
+    Unix socket name (Linux), which the kernel frees when the process ends; elsewhere, job number modulo `n`."""
+    global _claim
+    key = (os.getppid(), n)
+    if _claim is not None and _claim[0] == key:
+        return _claim[1]
+    for slot in range(n):
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except (AttributeError, OSError):  # no Unix sockets
+            break
+        try:
+            sock.bind(f"\0seqlab-cores-{key[0]}-{n}-{slot}")
+        except OSError:  # another worker holds it (or no abstract names: not Linux)
+            sock.close()
+            continue
+        if _claim is not None:
+            _claim[2].close()
+        _claim = (key, slot, sock)
+        return slot
+    return job_num % n  # more live workers than slots
+
+
+def share_of(cpus: list[int], slot: int, n: int) -> list[int]:
+    """Slot `slot`'s cores out of `n` equal shares of `cpus` (more jobs than cores: jobs share a core)."""
+    lo, hi = slot * len(cpus) // n, (slot + 1) * len(cpus) // n
+    return cpus[lo:hi] or [cpus[lo % len(cpus)]]
+
+
 def parallel_share(hydra_cfg: Any) -> tuple[int, int] | None:
-    """(this job's slot, concurrent jobs) when Hydra's joblib launcher runs jobs side by side, else None."""
+    """(this worker's slot, concurrent jobs) when Hydra's joblib launcher runs jobs side by side, else None."""
     try:
         launcher = hydra_cfg.launcher
         if "joblib" not in str(launcher.get("_target_", "")):
             return None
         n = int(launcher.get("n_jobs") or 1)
-        n = len(allowed_cpus()) if n < 0 else n
-        return (int(hydra_cfg.job.num) % n, n) if n > 1 else None
+        n = len(sweep_cpus()) if n < 0 else n
+        return (worker_slot(n, int(hydra_cfg.job.num)), n) if n > 1 else None
     except Exception:  # not a multirun, or a launcher config of another shape
         return None
 
@@ -101,17 +147,17 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
     if setting != "auto":
         torch.set_num_threads(setting)
         return setting
-    cpus = allowed_cpus()
     share = parallel_share(hydra_cfg)
-    if share is not None:  # pin this job to its own slice of the cores
+    if share is not None:  # pin this job to its worker's own slice of the sweep's cores
         slot, n = share
-        per = max(1, len(cpus) // n)
-        mine = cpus[(slot * per) % len(cpus):][:per] or cpus[:1]
+        mine = share_of(sweep_cpus(), slot, n)
         with contextlib.suppress(AttributeError, OSError):
             os.sched_setaffinity(0, mine)
         torch.set_num_threads(len(mine))
-        log.info("threads=auto: parallel job %d of %d, %d thread(s) on cores %s", slot + 1, n, len(mine), mine)
+        log.info("threads=auto: parallel sweep worker %d of %d, %d thread(s) on cores %s", slot + 1, n, len(mine),
+                 mine)
         return len(mine)
+    cpus = allowed_cpus()
     if probe is None:
         probe = LoadProbe()
         time.sleep(probe_s)
