@@ -10,6 +10,11 @@ run kept 45k tokens/s. So `auto`:
 - in a parallel sweep (Hydra's joblib launcher, `hydra/launcher=local_parallel`), gives each of the `n_jobs`
   worker processes its own share of the launching process's cores and pins each job there (`sched_setaffinity`),
   so jobs never overlap (`worker_slot`, `sweep_cpus`);
+- before torch is imported (`wait_policy`, called by scripts/train.py), lets OpenMP's threads sleep while they wait
+  for work (OMP_WAIT_POLICY=PASSIVE) when other processes are using the CPU. libgomp's default spins ~3 ms after
+  each parallel region, on a core another process wants: on the shared 2-core development machine, other jobs
+  running, 2 threads trained 8-10x slower spinning than sleeping (scripts/bench_busy.py --env). On an idle machine
+  the default is kept;
 - during training (`ThreadGovernor`), re-reads the load every `check_every_s` seconds and moves the thread count
   to the free cores when they change (a browser starts, another job ends). With `trainer.deterministic=true` the
   count chosen at start is kept, since float results can depend on it.
@@ -23,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from typing import Any
 
@@ -166,6 +172,29 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
     torch.set_num_threads(threads)
     log.info("threads=auto: %d thread(s) (%d cores, %.1f busy with other processes)", threads, len(cpus), busy)
     return threads
+
+
+WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # the user's choice when set: left alone
+SHARED = 0.25  # cores other processes use (sampled at start) from which the machine counts as shared
+
+
+def wait_policy(setting: Any, probe: LoadProbe | None = None, probe_s: float = 0.3) -> str | None:
+    """For `threads: auto`, before torch is imported (libgomp reads the policy once, when torch loads it): sets
+    OMP_WAIT_POLICY=PASSIVE when other processes use at least `SHARED` cores; returns the policy set, else None (an
+    idle machine, a fixed `threads`, a wait policy in the environment already, torch imported already).
+    `probe`: a LoadProbe started earlier (e.g. at the script's start); the sample spans at least `probe_s`."""
+    if setting != "auto" or "torch" in sys.modules or any(k in os.environ for k in WAIT_ENV):
+        return None
+    probe = probe or LoadProbe()
+    if probe.last is not None:
+        time.sleep(max(0.0, probe.last[0] + probe_s - time.monotonic()))
+    busy = probe.sample()
+    if busy < SHARED:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    log.info("threads=auto: other processes use %.1f cores: OpenMP threads sleep while they wait "
+             "(OMP_WAIT_POLICY=PASSIVE)", busy)
+    return "PASSIVE"
 
 
 def governor(setting: Any, deterministic: bool, check_every_s: float = 30.0):

@@ -133,3 +133,23 @@ def test_probe_reads_proc_stat():
         pytest.skip("no /proc/stat")
     wall, busy, own = threads.LoadProbe._read()
     assert busy > 0 and own > 0 and wall > 0
+
+
+def test_wait_policy_is_passive_only_for_auto_on_a_shared_machine_and_never_overrides_the_user(monkeypatch):
+    for key in threads.WAIT_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "torch")  # as in scripts/train.py before it imports torch
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 0.1)
+    assert threads.wait_policy("auto", probe_s=0) is None and "OMP_WAIT_POLICY" not in os.environ  # idle: default
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 1.0)  # one core busy elsewhere
+    assert threads.wait_policy(2, probe_s=0) is None and threads.wait_policy(None, probe_s=0) is None
+    assert threads.wait_policy("auto", probe_s=0) == "PASSIVE" == os.environ["OMP_WAIT_POLICY"]
+    for key, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "300000")):  # the user's own choice
+        for k in threads.WAIT_ENV:
+            monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(key, value)
+        assert threads.wait_policy("auto", probe_s=0) is None and os.environ.get("OMP_WAIT_POLICY") != "PASSIVE"
+    for k in threads.WAIT_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    assert threads.wait_policy("auto", probe_s=0) is None  # too late: libgomp has read its environment
