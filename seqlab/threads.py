@@ -13,7 +13,7 @@ run kept 45k tokens/s. So `auto`:
 - before torch is imported (`wait_policy`, called by scripts/train.py), lets OpenMP's threads sleep while they wait
   for work (OMP_WAIT_POLICY=PASSIVE) when other processes are using the CPU. libgomp's default spins ~3 ms after
   each parallel region, on a core another process wants: on the shared 2-core development machine, other jobs
-  running, 2 threads trained 8-10x slower spinning than sleeping (scripts/bench_busy.py --env). On an idle machine
+  running, 2 threads trained 8-17x slower spinning than sleeping (scripts/bench_busy.py --env). On an idle machine
   the default is kept;
 - during training (`ThreadGovernor`), re-reads the load every `check_every_s` seconds and moves the thread count
   to the free cores when they change (a browser starts, another job ends). With `trainer.deterministic=true` the
