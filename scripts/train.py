@@ -5,6 +5,7 @@ when a job fails and exits non-zero afterwards: 2 when every failure was a confi
 """
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -22,10 +23,11 @@ from seqlab.naming import task_overrides
 from seqlab.sweep.callback import exit_status, summarize_multirun
 from seqlab.sweep.ddp import ddp_ready_job
 from seqlab.sweep.jobs import DEFAULT_MONITOR, write_error
-from seqlab.train import train
+from seqlab.threads import LoadProbe, wait_policy
 
 warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning's own use of a deprecated torch API
 log = logging.getLogger("seqlab")
+STARTED = os.getpid(), LoadProbe()  # the load while Hydra composes the config decides the OpenMP wait policy
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
@@ -33,6 +35,10 @@ def main(cfg: DictConfig) -> float | None:
     start, hc = time.time(), HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        # before torch is imported (threads=auto); a joblib worker, another process, samples the load itself
+        wait_policy(cfg.get("threads"), STARTED[1] if STARTED[0] == os.getpid() else None)
+        from seqlab.train import train
+
         with ddp_ready_job(hc) if multirun else nullcontext():
             metrics = train(cfg)
         return metrics.get(metrics.get("monitor", DEFAULT_MONITOR[0]))  # the value Hydra sweepers optimise

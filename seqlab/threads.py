@@ -8,7 +8,13 @@ run kept 45k tokens/s. So `auto`:
 - at start, uses the cores this process may run on (`sched_getaffinity`) minus what other processes keep busy
   (sampled from /proc/stat over a fraction of a second, this process's own use subtracted); at least one;
 - in a parallel sweep (Hydra's joblib launcher, `hydra/launcher=local_parallel`), gives each of the `n_jobs`
-  concurrent jobs its own share of the cores and pins it there (`sched_setaffinity`), so jobs never overlap;
+  worker processes its own share of the launching process's cores and pins each job there (`sched_setaffinity`),
+  so jobs never overlap (`worker_slot`, `sweep_cpus`);
+- before torch is imported (`wait_policy`, called by scripts/train.py), lets OpenMP's threads sleep while they wait
+  for work (OMP_WAIT_POLICY=PASSIVE) when other processes are using the CPU. libgomp's default spins ~3 ms after
+  each parallel region, on a core another process wants: on the shared 2-core development machine, other jobs
+  running, 2 threads trained 8-17x slower spinning than sleeping (scripts/bench_busy.py --env). On an idle machine
+  the default is kept;
 - during training (`ThreadGovernor`), re-reads the load every `check_every_s` seconds and moves the thread count
   to the free cores when they change (a browser starts, another job ends). With `trainer.deterministic=true` the
   count chosen at start is kept, since float results can depend on it.
@@ -21,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import sys
 import time
 from typing import Any
 
@@ -75,15 +83,59 @@ def free_cores(busy_others: float, cpus: int) -> int:
     return max(1, min(cpus, cpus - int(busy_others + 0.5)))
 
 
+def sweep_cpus() -> list[int]:
+    """The cores of the process that launched this parallel sweep job. A joblib (loky) worker is that process's
+    child and stays pinned to its previous job's share, so its own affinity no longer says what the sweep may use."""
+    try:
+        return sorted(os.sched_getaffinity(os.getppid()))
+    except (AttributeError, OSError):
+        return allowed_cpus()
+
+
+_claim: tuple[tuple[int, int], int, socket.socket] | None = None  # ((launcher pid, n), slot, the socket holding it)
+
+
+def worker_slot(n: int, job_num: int) -> int:
+    """This worker process's slot among the `n` concurrent workers of its sweep: the lowest one no live worker
+    holds, kept for the process's lifetime. Keyed on the worker, not the job number: loky hands the next job to
+    whichever worker is free, so jobs k and k + n can run at the same time. A slot is claimed by binding an abstract
+    Unix socket name (Linux), which the kernel frees when the process ends; elsewhere, job number modulo `n`."""
+    global _claim
+    key = (os.getppid(), n)
+    if _claim is not None and _claim[0] == key:
+        return _claim[1]
+    for slot in range(n):
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except (AttributeError, OSError):  # no Unix sockets
+            break
+        try:
+            sock.bind(f"\0seqlab-cores-{key[0]}-{n}-{slot}")
+        except OSError:  # another worker holds it (or no abstract names: not Linux)
+            sock.close()
+            continue
+        if _claim is not None:
+            _claim[2].close()
+        _claim = (key, slot, sock)
+        return slot
+    return job_num % n  # more live workers than slots
+
+
+def share_of(cpus: list[int], slot: int, n: int) -> list[int]:
+    """Slot `slot`'s cores out of `n` equal shares of `cpus` (more jobs than cores: jobs share a core)."""
+    lo, hi = slot * len(cpus) // n, (slot + 1) * len(cpus) // n
+    return cpus[lo:hi] or [cpus[lo % len(cpus)]]
+
+
 def parallel_share(hydra_cfg: Any) -> tuple[int, int] | None:
-    """(this job's slot, concurrent jobs) when Hydra's joblib launcher runs jobs side by side, else None."""
+    """(this worker's slot, concurrent jobs) when Hydra's joblib launcher runs jobs side by side, else None."""
     try:
         launcher = hydra_cfg.launcher
         if "joblib" not in str(launcher.get("_target_", "")):
             return None
         n = int(launcher.get("n_jobs") or 1)
-        n = len(allowed_cpus()) if n < 0 else n
-        return (int(hydra_cfg.job.num) % n, n) if n > 1 else None
+        n = len(sweep_cpus()) if n < 0 else n
+        return (worker_slot(n, int(hydra_cfg.job.num)), n) if n > 1 else None
     except Exception:  # not a multirun, or a launcher config of another shape
         return None
 
@@ -101,17 +153,17 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
     if setting != "auto":
         torch.set_num_threads(setting)
         return setting
-    cpus = allowed_cpus()
     share = parallel_share(hydra_cfg)
-    if share is not None:  # pin this job to its own slice of the cores
+    if share is not None:  # pin this job to its worker's own slice of the sweep's cores
         slot, n = share
-        per = max(1, len(cpus) // n)
-        mine = cpus[(slot * per) % len(cpus):][:per] or cpus[:1]
+        mine = share_of(sweep_cpus(), slot, n)
         with contextlib.suppress(AttributeError, OSError):
             os.sched_setaffinity(0, mine)
         torch.set_num_threads(len(mine))
-        log.info("threads=auto: parallel job %d of %d, %d thread(s) on cores %s", slot + 1, n, len(mine), mine)
+        log.info("threads=auto: parallel sweep worker %d of %d, %d thread(s) on cores %s", slot + 1, n, len(mine),
+                 mine)
         return len(mine)
+    cpus = allowed_cpus()
     if probe is None:
         probe = LoadProbe()
         time.sleep(probe_s)
@@ -120,6 +172,29 @@ def configure(setting: Any, hydra_cfg: Any = None, processes: int = 1, probe_s: 
     torch.set_num_threads(threads)
     log.info("threads=auto: %d thread(s) (%d cores, %.1f busy with other processes)", threads, len(cpus), busy)
     return threads
+
+
+WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # the user's choice when set: left alone
+SHARED = 0.25  # cores other processes use (sampled at start) from which the machine counts as shared
+
+
+def wait_policy(setting: Any, probe: LoadProbe | None = None, probe_s: float = 0.3) -> str | None:
+    """For `threads: auto`, before torch is imported (libgomp reads the policy once, when torch loads it): sets
+    OMP_WAIT_POLICY=PASSIVE when other processes use at least `SHARED` cores; returns the policy set, else None (an
+    idle machine, a fixed `threads`, a wait policy in the environment already, torch imported already).
+    `probe`: a LoadProbe started earlier (e.g. at the script's start); the sample spans at least `probe_s`."""
+    if setting != "auto" or "torch" in sys.modules or any(k in os.environ for k in WAIT_ENV):
+        return None
+    probe = probe or LoadProbe()
+    if probe.last is not None:
+        time.sleep(max(0.0, probe.last[0] + probe_s - time.monotonic()))
+    busy = probe.sample()
+    if busy < SHARED:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    log.info("threads=auto: other processes use %.1f cores: OpenMP threads sleep while they wait "
+             "(OMP_WAIT_POLICY=PASSIVE)", busy)
+    return "PASSIVE"
 
 
 def governor(setting: Any, deterministic: bool, check_every_s: float = 30.0):

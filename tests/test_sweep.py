@@ -53,12 +53,13 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """Two hidden sizes x two seeds on the IMDB fixture, two joblib workers (which do not share the launching
-    process's sys.argv), in the default outputs/multirun/<time>/."""
+    process's sys.argv), in the default outputs/multirun/<time>/; threads=auto, so each worker takes its own cores."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     cwd = tmp_path_factory.mktemp("sweep")
     make_imdb_tree(cwd / "imdb")
+    small = [o for o in SMALL if not o.startswith("threads=")] + ["threads=auto"]
     proc = run_script(cwd, "-m", "hydra/launcher=local_parallel", "model.hidden_size=8,16", "seed=1,2",
-                      "backend=custom", f"data.root={cwd / 'imdb'}", *SMALL)
+                      "backend=custom", f"data.root={cwd / 'imdb'}", *small)
     (sweep_dir,) = sweep_dirs(cwd)
     return sweep_dir, proc
 
@@ -81,6 +82,22 @@ def test_jobs_are_named_by_what_varies_with_one_tensorboard_run_each(sweep):
         # the selected checkpoint's score is the best point of the logged validation curve
         assert metrics["val_acc"] == pytest.approx(max(e.value for e in acc.Scalars("acc/val")))
         assert metrics["test_acc"] * N_TEST == pytest.approx(round(metrics["test_acc"] * N_TEST), abs=1e-4)
+
+
+def test_parallel_workers_keep_their_own_cores_for_every_job(sweep):
+    """Each job logs the cores threads=auto pinned it to; its TensorBoard file names the worker process (pid).
+    Jobs of one worker share its cores, the two workers' cores do not overlap (which job runs where is up to loky)."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs Linux CPU affinity and 2 cores")
+    sweep_dir, _ = sweep
+    cores_of: dict[str, set[str]] = {}
+    for job in (p for p in sweep_dir.iterdir() if p.is_dir()):
+        (line,) = [x for x in (job / "train.log").read_text().splitlines() if "parallel sweep worker" in x]
+        pid = next(job.glob("events.out.tfevents.*")).name.split(".")[-2]
+        cores_of.setdefault(pid, set()).add(line.rsplit("on cores ", 1)[1])
+    assert all(len(cores) == 1 for cores in cores_of.values()), cores_of  # a worker keeps its share
+    shares = [set(json.loads(next(iter(c)))) for c in cores_of.values()]
+    assert len(shares) < 2 or not shares[0] & shares[1], cores_of  # one worker may have run every job
 
 
 def test_summary_groups_seeds_and_ranks_settings_by_the_mean(sweep):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
+from conftest import REPO
 from omegaconf import OmegaConf
 
 from seqlab import threads
@@ -45,21 +49,60 @@ def test_fixed_and_bad_settings():
             threads.configure(bad)
 
 
+# A stand-in for a joblib (loky) worker: a child process that runs `configure` for each job number it reads.
+WORKER = """
+import json, os, sys
+from omegaconf import OmegaConf
+from seqlab import threads
+for line in sys.stdin:
+    hc = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher",
+                                        "n_jobs": 2}, "job": {"num": int(line)}})
+    print(json.dumps([threads.configure("auto", hc), sorted(os.sched_getaffinity(0))]), flush=True)
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux CPU affinity and 2 cores")
-def test_parallel_sweep_jobs_get_their_own_cores():
+def test_parallel_sweep_workers_get_disjoint_cores_of_the_launching_process():
+    """Jobs reach workers in any order (loky gives the next job to whichever worker is free), and a worker keeps
+    the affinity of its previous job: each worker still gets its own half of the launcher's cores for every job.
+    The steps are sequenced by the pipes; nothing depends on timing."""
     cpus = sorted(os.sched_getaffinity(0))
-    seen = []
-    for num in range(2):
-        hc = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher",
-                                            "n_jobs": 2}, "job": {"num": num}})
-        assert threads.configure("auto", hc) == len(cpus) // 2
-        seen.append(sorted(os.sched_getaffinity(0)))
-        os.sched_setaffinity(0, cpus)
-    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == len(cpus) // 2
+    half = len(cpus) // 2
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+    def worker(start_on: list[int] | None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=env,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, start_on)) if start_on else None)
+
+    def job(proc: subprocess.Popen, num: int) -> list[int]:
+        proc.stdin.write(f"{num}\n")
+        proc.stdin.flush()
+        count, cores = json.loads(proc.stdout.readline())
+        assert count == len(cores) == half
+        return cores
+
+    a, b = worker(start_on=cpus[-1:]), worker(start_on=None)  # a: still pinned by an earlier job to the last core
+    try:
+        first = job(a, 0)
+        assert first == cpus[:half]  # the first slot's share of the launcher's cores, not of a's shrunken set
+        second = job(b, 2)  # b's first job has an even number too: it must not take a's cores
+        assert second == cpus[half:2 * half]
+        assert job(a, 1) == first and job(b, 3) == second and job(b, 4) == second
+    finally:
+        for proc in (a, b):
+            proc.stdin.close()
+            proc.wait(timeout=60)
     basic = OmegaConf.create({"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"},
                               "job": {"num": 1}})
     assert threads.parallel_share(basic) is None  # one job at a time: no sharing
+
+
+def test_shares_split_the_cores_evenly():
+    assert [threads.share_of([0, 1], s, 2) for s in range(2)] == [[0], [1]]
+    assert [threads.share_of([0, 1, 2], s, 2) for s in range(2)] == [[0], [1, 2]]  # every core used
+    assert [threads.share_of([4, 5], s, 4) for s in range(4)] == [[4], [4], [5], [5]]  # more jobs than cores
 
 
 def test_governor_follows_the_load_and_stays_off_when_deterministic(monkeypatch):
@@ -90,3 +133,23 @@ def test_probe_reads_proc_stat():
         pytest.skip("no /proc/stat")
     wall, busy, own = threads.LoadProbe._read()
     assert busy > 0 and own > 0 and wall > 0
+
+
+def test_wait_policy_is_passive_only_for_auto_on_a_shared_machine_and_never_overrides_the_user(monkeypatch):
+    for key in threads.WAIT_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "torch")  # as in scripts/train.py before it imports torch
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 0.1)
+    assert threads.wait_policy("auto", probe_s=0) is None and "OMP_WAIT_POLICY" not in os.environ  # idle: default
+    monkeypatch.setattr(threads.LoadProbe, "sample", lambda self: 1.0)  # one core busy elsewhere
+    assert threads.wait_policy(2, probe_s=0) is None and threads.wait_policy(None, probe_s=0) is None
+    assert threads.wait_policy("auto", probe_s=0) == "PASSIVE" == os.environ["OMP_WAIT_POLICY"]
+    for key, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "300000")):  # the user's own choice
+        for k in threads.WAIT_ENV:
+            monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(key, value)
+        assert threads.wait_policy("auto", probe_s=0) is None and os.environ.get("OMP_WAIT_POLICY") != "PASSIVE"
+    for k in threads.WAIT_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    assert threads.wait_policy("auto", probe_s=0) is None  # too late: libgomp has read its environment
