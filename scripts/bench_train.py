@@ -54,8 +54,8 @@ def compose(args, out_dir: Path):
         return hydra_compose("train", overrides=[
             f"data.root={Path(args.root).resolve()}", f"data.max_length={args.max_length}", "data.batch_size=64",
             "model.embedding_dim=50", f"model.hidden_size={args.hidden}", "model.num_layers=1",
-            f"threads={args.threads}", f"reuse_memory={args.reuse_memory}", f"paths.output_dir={out_dir}",
-            f"paths.cache_dir={args.cache_dir}",
+            f"threads={args.threads}", f"reuse_memory={getattr(args, 'reuse_memory', 'true')}",
+            f"paths.output_dir={out_dir}", f"paths.cache_dir={args.cache_dir}",
             "trainer.max_epochs=1", f"trainer.limit_train_batches={args.batches}", "trainer.limit_val_batches=1",
             "trainer.limit_test_batches=1", "trainer.num_sanity_val_steps=0",
             "+callbacks.timer._target_=__main__.StepTimer"])
