@@ -71,6 +71,26 @@ def test_tokenizer_process_equals_the_in_process_tokenizer_in_order_and_reports_
     assert not proc._proc.is_alive()
 
 
+@pytest.mark.skipif(not TokenizerProcess.available, reason="TokenizerProcess needs the fork start method")
+def test_tokenizer_process_streams_chunks_larger_than_the_pipe_buffers():
+    """Chunks and their token lists well over a pipe's buffer (64 kB) in both directions at once: the next chunk is
+    sent while the last one's tokens come back (predict.py with chunk=256 and IMDB reviews hung before)."""
+    import threading
+
+    texts = [f"Review {i}: " + "a fine and moving film , " * 60 for i in range(1200)]  # ~1.5 kB each
+    chunks = [texts[i:i + 200] for i in range(0, len(texts), 200)]  # ~300 kB a chunk, ~1 MB of tokens back
+    out: list = []
+    proc = TokenizerProcess()
+    try:
+        worker = threading.Thread(target=lambda: out.extend(proc.imap("spacy", iter(chunks))), daemon=True)
+        worker.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "imap hung"
+    finally:
+        proc._proc.kill()
+    assert out == [[get_tokenizer("spacy")(t) for t in chunk] for chunk in chunks]
+
+
 def _lengths(n=203, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(1, 100, (n,), generator=g)

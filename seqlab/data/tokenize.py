@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 from seqlab.errors import ConfigError
 
@@ -166,24 +169,36 @@ class TokenizerProcess:
 
 
 def _serve(conn) -> None:
-    """The child of TokenizerProcess: import spaCy (without torch), then tokenize chunks until told to stop."""
+    """The child of TokenizerProcess: import spaCy (without torch), then tokenize chunks until told to stop.
+
+    A reader thread takes each request off the pipe as soon as it comes: the parent sends the next chunk while this
+    process sends back the last one's tokens, and with both pipes full neither side would ever read (a deadlock,
+    once chunks outgrow the pipe's buffer)."""
     if "torch" not in sys.modules:
         sys.modules["torch"] = None  # thinc's optional torch support: an ImportError it handles
     with contextlib.suppress(Exception):  # a broken install is reported when a chunk asks for spaCy
         import spacy  # noqa: F401  (the expensive part, done while the parent imports torch)
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, KeyboardInterrupt):  # the parent has gone
-            break
-        if message is None:
-            break
-        spec, key, texts = message
-        try:
-            tokenize_text = get_tokenizer(spec, key)
-            conn.send([tokenize_text(t) for t in texts])
-        except Exception as e:  # noqa: BLE001  (sent to the parent, raised there)
-            conn.send(e)
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read() -> None:
+        message = None
+        with contextlib.suppress(EOFError, OSError):  # EOF: the parent has gone
+            while (message := conn.recv()) is not None:
+                requests.put(message)
+        requests.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while (message := requests.get()) is not None:
+            spec, key, texts = message
+            try:
+                tokenize_text = get_tokenizer(spec, key)
+                result: Any = [tokenize_text(t) for t in texts]
+            except Exception as e:  # noqa: BLE001  (sent to the parent, raised there)
+                result = e
+            conn.send(result)
+    except (KeyboardInterrupt, BrokenPipeError, OSError):  # Ctrl-C reaches the whole process group; the parent went
+        pass
     conn.close()
 
 
